@@ -1,0 +1,180 @@
+"""The only place that saves and loads checkpoints.
+
+A checkpoint is a directory that stands on its own: `model.safetensors` (weights),
+`config.yaml` (the full run config), `vocab.json` (source and target vocabularies) and
+`meta.json` (format version, epoch, step, metrics). A resumable checkpoint adds
+`optimizer.safetensors` and `trainer.json`. Tensors are in safetensors and everything else in
+JSON or YAML, so loading never unpickles and never runs code from the file.
+
+Saving writes a temporary directory and renames it into place, so an interrupted save leaves
+the previous checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from seq2seq.config import Config, ConfigError, config_from_dict, config_to_dict
+from seq2seq.data.vocab import Vocab
+from seq2seq.errors import CheckpointError
+from seq2seq.models import Seq2Seq, build_model
+
+FORMAT = "seq2seq-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    model: Seq2Seq
+    config: Config
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+    meta: dict[str, Any]
+    path: Path
+
+
+def save(
+    path: Path,
+    model: torch.nn.Module,
+    config: Config,
+    vocabs: tuple[Vocab, Vocab],
+    meta: dict[str, Any],
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    trainer_state: dict[str, Any] | None = None,
+) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(weights, tmp / "model.safetensors")
+        (tmp / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        vocab = {"src": vocabs[0].itos, "tgt": vocabs[1].itos}
+        (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+        if optimizer is not None:
+            tensors, rest = _split_optimizer_state(optimizer.state_dict())
+            save_file(tensors, tmp / "optimizer.safetensors")
+            (tmp / "trainer.json").write_text(
+                json.dumps({"optimizer": rest, **(trainer_state or {})})
+            )
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        _replace_dir(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Swap `new` in as `target`; at every moment one complete checkpoint exists on disk."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint directory, or a run directory (meaning its best checkpoint)."""
+    path = Path(path)
+    if (path / "meta.json").is_file():
+        return path
+    if (path / "best" / "meta.json").is_file():
+        return path / "best"
+    old = path.with_name(f".{path.name}.old")  # a save was interrupted mid-swap
+    if (old / "meta.json").is_file():
+        return old
+    if not path.exists():
+        raise CheckpointError(
+            f"checkpoint {path} does not exist; give a run directory or its "
+            f"best/ or last/ checkpoint"
+        )
+    raise CheckpointError(
+        f"{path} is not a seq2seq checkpoint (no meta.json); give a run "
+        f"directory or its best/ or last/ checkpoint"
+    )
+
+
+def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
+    path = resolve(path)
+    meta = _read_json(path / "meta.json")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a seq2seq checkpoint (meta.json has no format {FORMAT!r})"
+        )
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {meta.get('format_version')}, this seq2seq "
+            f"reads version {FORMAT_VERSION}; use the seq2seq release that wrote it"
+        )
+    try:
+        config = config_from_dict(yaml.safe_load((path / "config.yaml").read_text()))
+    except (OSError, yaml.YAMLError, ConfigError) as error:
+        raise CheckpointError(f"{path}/config.yaml is unusable: {error}") from None
+    vocab = _read_json(path / "vocab.json")
+    try:
+        src_vocab, tgt_vocab = Vocab(vocab["src"]), Vocab(vocab["tgt"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}/vocab.json is unusable: {error}") from None
+    model = build_model(config.model, src_vocab, tgt_vocab)
+    try:
+        weights = load_file(path / "model.safetensors")
+        model.load_state_dict(weights)
+    except (OSError, SafetensorError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}/model.safetensors does not fit its config: {first}"
+        ) from None
+    model.to(device)
+    return Checkpoint(model, config, src_vocab, tgt_vocab, meta, path)
+
+
+def load_training_state(path: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore the optimizer from a resumable checkpoint; returns the rest of the trainer state."""
+    state = _read_json(path / "trainer.json")
+    if not (path / "optimizer.safetensors").is_file():
+        raise CheckpointError(f"{path} is not resumable (no optimizer state); resume from last/")
+    tensors = load_file(path / "optimizer.safetensors")
+    optimizer.load_state_dict(_join_optimizer_state(tensors, state.pop("optimizer")))
+    return state
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; the checkpoint is incomplete") from None
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is unreadable: {error}") from None
+
+
+def _split_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors of an optimizer state_dict into a flat dict; the rest stays JSON."""
+    tensors, plain = {}, {}
+    for param_id, values in state["state"].items():
+        plain[str(param_id)] = {}
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{param_id}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                plain[str(param_id)][key] = value
+    return tensors, {"state": plain, "param_groups": state["param_groups"]}
+
+
+def _join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
+    state = {int(k): dict(v) for k, v in rest["state"].items()}
+    for name, tensor in tensors.items():
+        param_id, key = name.split(".", 1)
+        state[int(param_id)][key] = tensor
+    return {"state": state, "param_groups": rest["param_groups"]}

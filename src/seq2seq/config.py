@@ -1,0 +1,249 @@
+"""Typed run configuration: frozen dataclasses, YAML loading and dotted overrides.
+
+Every key has its default here and nowhere else. Unknown keys and bad values are refused at
+load time, all at once, each naming the key, the value and what would be valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from seq2seq.errors import Seq2SeqError
+
+
+class ConfigError(Seq2SeqError, ValueError):
+    """A configuration the user wrote is wrong; the message says what and how to fix it."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    corpus: Literal["multi30k", "files"] = "multi30k"
+    # Where the corpus files are; None looks in $SEQ2SEQ_DATA, then the user cache (Multi30k is
+    # downloaded there when missing).
+    dir: str | None = None
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    # A split is a path prefix relative to `dir`: its files are {prefix}.{lang}[.gz].
+    train: str = "train"
+    valid: str = "val"
+    test: str = "test_2016_flickr"
+    lowercase: bool = True
+    reverse_source: bool = True
+    min_freq: int = 2
+    max_size: int | None = None
+    # Sentences longer than this many tokens are truncated (the tutorial keeps 1,000).
+    max_length: int = 1000
+    # Use only the first N training sentence pairs (None: all); for quick trials and tests.
+    train_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: Literal["lstm", "gru"] = "lstm"
+    embedding_size: int = 256
+    hidden_size: int = 512
+    num_layers: int = 2
+    dropout: float = 0.5
+    # Every parameter starts uniform in [-init_range, init_range] (the paper's 0.08).
+    init_range: float = 0.08
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: float = 10
+    batch_size: int = 128
+    batch_unit: Literal["sentences", "tokens"] = "sentences"
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 0.001
+    # "halving": after `halve_after_epochs`, halve the rate every `halve_every_epochs` (the paper).
+    lr_schedule: Literal["constant", "halving"] = "constant"
+    halve_after_epochs: float = 5.0
+    halve_every_epochs: float = 0.5
+    clip_norm: float = 1.0
+    teacher_forcing_ratio: float = 0.5
+    # Which validation figure picks the best checkpoint: teacher-forced loss, free-running loss
+    # (the decoder reads its own predictions, as the tutorial's "valid loss") or greedy BLEU.
+    best_metric: Literal["val_loss", "val_free_loss", "val_bleu"] = "val_loss"
+    precision: Literal["float32", "bfloat16"] = "float32"
+    # Greedy decoding length for validation BLEU: at most max_length_a * source length + b tokens.
+    max_length_a: float = 1.5
+    max_length_b: int = 10
+    # CPU threads for PyTorch; None keeps PyTorch's choice.
+    num_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "run"
+    # Where the run directory goes: {output_dir}/{name}.
+    output_dir: str = "runs"
+    seed: int = 1234
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    # Continue from the run directory's last checkpoint.
+    resume: bool = False
+    # Allow training into an existing run directory, replacing its checkpoints.
+    overwrite: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config, apply `key=value` overrides and check everything."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; pass the path of a YAML file")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(
+                f"override {override!r} must look like key=value, e.g. train.epochs=2"
+            )
+        _set_dotted(raw, key.strip(), yaml.safe_load(value) if value.strip() else None)
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    errors: list[str] = []
+    config = _build(Config, raw, "", errors)
+    if errors:
+        raise ConfigError("invalid config: " + "; ".join(errors))
+    _check_values(config)
+    return config
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key}: {part} is not a section")
+    node[leaf] = value
+
+
+def _build(cls: type, raw: Any, prefix: str, errors: list[str]) -> Any:
+    if not isinstance(raw, dict):
+        errors.append(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            errors.append(f"unknown key {prefix}{key} (valid keys: {', '.join(names)})")
+    values = {}
+    for name in names:
+        if name not in raw:
+            continue
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, raw[name], f"{prefix}{name}.", errors)
+        else:
+            ok, value = _coerce(raw[name], kind)
+            if ok:
+                values[name] = value
+            else:
+                errors.append(f"{prefix}{name}={raw[name]!r} is not {_describe(kind)}")
+    return cls(**values)
+
+
+def _coerce(value: Any, kind: Any) -> tuple[bool, Any]:
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        return value in typing.get_args(kind), value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(kind):
+            ok, coerced = _coerce(value, option)
+            if ok:
+                return True, coerced
+        return False, value
+    if kind is type(None):
+        return value is None, value
+    if kind is bool:
+        return isinstance(value, bool), value
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if kind is str:
+        return isinstance(value, str), value
+    raise AssertionError(f"config type {kind} has no coercion")
+
+
+def _describe(kind: Any) -> str:
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(kind)))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(option) for option in typing.get_args(kind))
+    return "null" if kind is type(None) else f"a {kind.__name__}"
+
+
+def _check_values(config: Config) -> None:
+    """Range checks that types alone cannot express."""
+    problems = []
+    checks = [
+        ("data.min_freq", config.data.min_freq >= 1, "at least 1"),
+        ("data.max_size", config.data.max_size is None or config.data.max_size >= 1, "positive"),
+        ("data.max_length", config.data.max_length >= 1, "at least 1"),
+        (
+            "data.train_limit",
+            config.data.train_limit is None or config.data.train_limit >= 1,
+            "positive",
+        ),
+        ("model.embedding_size", config.model.embedding_size >= 1, "positive"),
+        ("model.hidden_size", config.model.hidden_size >= 1, "positive"),
+        ("model.num_layers", config.model.num_layers >= 1, "at least 1"),
+        ("model.dropout", 0.0 <= config.model.dropout < 1.0, "in [0, 1)"),
+        ("model.init_range", config.model.init_range > 0, "positive"),
+        ("train.epochs", config.train.epochs > 0, "positive"),
+        ("train.batch_size", config.train.batch_size >= 1, "at least 1"),
+        ("train.lr", config.train.lr > 0, "positive"),
+        ("train.clip_norm", config.train.clip_norm > 0, "positive"),
+        (
+            "train.teacher_forcing_ratio",
+            0.0 <= config.train.teacher_forcing_ratio <= 1.0,
+            "in [0, 1]",
+        ),
+        ("train.halve_every_epochs", config.train.halve_every_epochs > 0, "positive"),
+        (
+            "train.num_threads",
+            config.train.num_threads is None or config.train.num_threads >= 1,
+            "at least 1",
+        ),
+        ("name", bool(config.name) and "/" not in config.name, "a non-empty name without '/'"),
+    ]
+    for key, ok, requirement in checks:
+        if not ok:
+            value = config
+            for part in key.split("."):
+                value = getattr(value, part)
+            problems.append(f"{key}={value!r} must be {requirement}")
+    if config.data.src_lang == config.data.tgt_lang:
+        problems.append(f"data.src_lang and data.tgt_lang are both {config.data.src_lang!r}")
+    if problems:
+        raise ConfigError("invalid config: " + "; ".join(problems))

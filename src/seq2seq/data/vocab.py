@@ -1,0 +1,56 @@
+"""Vocabularies: token <-> index maps built from the training split only."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+UNK, PAD, SOS, EOS = "<unk>", "<pad>", "<sos>", "<eos>"
+SPECIALS = (UNK, PAD, SOS, EOS)
+
+
+class Vocab:
+    """Specials first (`<unk>`=0, `<pad>`=1, `<sos>`=2, `<eos>`=3), then tokens by frequency."""
+
+    def __init__(self, tokens: list[str]):
+        if tuple(tokens[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(f"a vocabulary must start with {SPECIALS}, got {tokens[:4]}")
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("a vocabulary must not list a token twice")
+        self.itos = list(tokens)
+        self.stoi = {token: index for index, token in enumerate(self.itos)}
+        self.unk, self.pad, self.sos, self.eos = (self.stoi[s] for s in SPECIALS)
+
+    @classmethod
+    def build(
+        cls, sentences: Iterable[list[str]], *, min_freq: int = 2, max_size: int | None = None
+    ) -> Vocab:
+        """Keep tokens seen at least `min_freq` times; ties in frequency sort alphabetically."""
+        counts = Counter(token for sentence in sentences for token in sentence)
+        for special in SPECIALS:
+            counts.pop(special, None)
+        kept = sorted(
+            (t for t, n in counts.items() if n >= min_freq), key=lambda t: (-counts[t], t)
+        )
+        if max_size is not None:
+            kept = kept[: max(0, max_size - len(SPECIALS))]
+        return cls([*SPECIALS, *kept])
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocab) and self.itos == other.itos
+
+    def encode(self, tokens: list[str]) -> list[int]:
+        return [self.stoi.get(token, self.unk) for token in tokens]
+
+    def decode(self, indices: Iterable[int]) -> list[str]:
+        """Tokens up to the first `<eos>`, without `<sos>`/`<pad>`."""
+        out = []
+        for index in indices:
+            if index == self.eos:
+                break
+            if index not in (self.sos, self.pad):
+                out.append(self.itos[index])
+        return out

@@ -1,0 +1,175 @@
+"""Perplexity, BLEU and chrF.
+
+Three BLEU-related figures are reported, each labelled:
+- `bleu`: sacreBLEU on detokenized output against the raw references, lowercased (the model
+  writes lowercase), with its signature; the figure to compare with other papers.
+- `chrf`: sacreBLEU chrF on the same text.
+- `bleu_tokenized`: BLEU on lowercased spaCy tokens, as the pytorch-seq2seq tutorial computes
+  it (the output tokens joined by spaces, re-tokenized by spaCy, against the tokenized
+  references), so its published figure can be compared like for like.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from sacrebleu.metrics import BLEU, CHRF
+
+from seq2seq.data.batching import iterate, sorted_batches
+from seq2seq.data.dataset import Example
+from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.search import greedy_search, max_lengths
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    batch_size: int = 128
+    max_length_a: float = 1.5
+    max_length_b: int = 10
+    max_length: int | None = None
+
+
+@torch.inference_mode()
+def corpus_loss(
+    model,
+    examples: list[Example],
+    *,
+    pad: int,
+    device: torch.device,
+    teacher_forcing_ratio: float = 1.0,
+    batch_size: int = 128,
+) -> float:
+    """Mean cross-entropy per target token. A ratio of 0 feeds the decoder its own predictions
+    for exactly the reference's length (the tutorial's "test loss")."""
+    model.eval()
+    total, tokens = 0.0, 0
+    for batch in _batches(examples, batch_size, pad):
+        batch = batch.to(device)
+        logits = model(batch.src, batch.src_lengths, batch.tgt, teacher_forcing_ratio)
+        total += torch.nn.functional.cross_entropy(
+            logits.float().flatten(0, 1),
+            batch.tgt[:, 1:].flatten(),
+            ignore_index=pad,
+            reduction="sum",
+        ).item()
+        tokens += batch.num_target_tokens
+    return total / max(tokens, 1)
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 100.0))
+
+
+def greedy_translate(
+    model,
+    examples: list[Example],
+    *,
+    sos: int,
+    eos: int,
+    pad: int,
+    device: torch.device,
+    settings: DecodeSettings = DecodeSettings(),
+) -> list[list[int]]:
+    """Greedy output ids for each example, in the examples' order."""
+    model.eval()
+    out: list[list[int]] = [[] for _ in examples]
+    for batch in _batches(examples, settings.batch_size, pad):
+        limits = max_lengths(
+            batch.src_lengths - 2, settings.max_length_a, settings.max_length_b, settings.max_length
+        )
+        batch = batch.to(device)
+        hypotheses = greedy_search(
+            model, batch.src, batch.src_lengths, sos=sos, eos=eos, max_length=limits
+        )
+        for index, tokens in zip(batch.indices, hypotheses.tokens):
+            out[index] = tokens
+    return out
+
+
+def _batches(examples: list[Example], batch_size: int, pad: int):
+    batches = sorted_batches(examples, size=batch_size, unit="sentences")
+    yield from iterate(examples, batches, pad, pad)
+
+
+def bleu_scores(
+    hypotheses: list[list[str]], references: list[str], tokenizer: Tokenizer
+) -> dict[str, float | str]:
+    """BLEU (detokenized, lowercased), chrF and tokenized BLEU of output tokens vs raw text."""
+    detokenized = [tokenizer.detokenize(tokens) for tokens in hypotheses]
+    return {
+        **sacrebleu_scores(detokenized, references),
+        "bleu_tokenized": tokenized_bleu(hypotheses, references, tokenizer.lang),
+    }
+
+
+def sacrebleu_scores(detokenized: list[str], references: list[str]) -> dict[str, float | str]:
+    bleu = BLEU(lowercase=True)
+    chrf = CHRF(lowercase=True)
+    return {
+        "bleu": bleu.corpus_score(detokenized, [references]).score,
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf": chrf.corpus_score(detokenized, [references]).score,
+        "chrf_signature": str(chrf.get_signature()),
+    }
+
+
+def tokenized_bleu(hypotheses: list[list[str]], references: list[str], lang: str) -> float:
+    """The tutorial's figure: plain corpus BLEU (no smoothing) over lowercased spaCy tokens."""
+    lower = Tokenizer(lang, lowercase=True)
+    hyp_tokens = [" ".join(t) for t in lower.tokenize_many([" ".join(h) for h in hypotheses])]
+    ref_tokens = [" ".join(t) for t in lower.tokenize_many(references)]
+    bleu = BLEU(tokenize="none", smooth_method="none", force=True)
+    return bleu.corpus_score(hyp_tokens, [ref_tokens]).score
+
+
+def evaluate_split(
+    ckpt,
+    split_name: str,
+    *,
+    device: torch.device,
+    data_dir: str | None = None,
+    settings: DecodeSettings = DecodeSettings(),
+) -> dict:
+    """Every figure for one split: teacher-forced and free-running loss, BLEU, chrF."""
+    from seq2seq.data.dataset import load_split, numericalize
+
+    data = ckpt.config.data
+    split = load_split(data, split_name, data_dir)
+    examples = numericalize(split, ckpt.src_vocab, ckpt.tgt_vocab, data)
+    vocab = ckpt.tgt_vocab
+    loss = corpus_loss(
+        ckpt.model, examples, pad=vocab.pad, device=device, batch_size=settings.batch_size
+    )
+    free_loss = corpus_loss(
+        ckpt.model,
+        examples,
+        pad=vocab.pad,
+        device=device,
+        teacher_forcing_ratio=0.0,
+        batch_size=settings.batch_size,
+    )
+    outputs = greedy_translate(
+        ckpt.model,
+        examples,
+        sos=vocab.sos,
+        eos=vocab.eos,
+        pad=vocab.pad,
+        device=device,
+        settings=settings,
+    )
+    hypotheses = [vocab.decode(ids) for ids in outputs]
+    tokenizer = Tokenizer(data.tgt_lang, lowercase=data.lowercase)
+    detokenized = [tokenizer.detokenize(tokens) for tokens in hypotheses]
+    return {
+        "split": split.name,
+        "sentences": len(examples),
+        "loss": loss,
+        "ppl": perplexity(loss),
+        "free_loss": free_loss,
+        "free_ppl": perplexity(free_loss),
+        **sacrebleu_scores(detokenized, split.tgt_text),
+        "bleu_tokenized": tokenized_bleu(hypotheses, split.tgt_text, data.tgt_lang),
+        "translations": detokenized,
+    }

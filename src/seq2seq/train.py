@@ -1,0 +1,319 @@
+"""The Trainer: one loop that reads top to bottom.
+
+Each epoch: bucketed batches in random order; forward with teacher forcing; cross-entropy that
+ignores padding; backward; gradient-norm clipping; an optimizer step; then validation loss,
+free-running loss and greedy BLEU, the last and (if improved) best checkpoints, and a log line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from seq2seq import checkpoint
+from seq2seq.config import Config, ConfigError, config_to_dict
+from seq2seq.data.batching import bucket_batches, iterate, padding_share
+from seq2seq.data.dataset import build_vocabs, load_split, numericalize
+from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.evaluate import DecodeSettings, bleu_scores, corpus_loss, greedy_translate, perplexity
+from seq2seq.models import build_model
+
+log = logging.getLogger(__name__)
+
+# Config keys that may change when a run is resumed.
+RESUMABLE_CHANGES = {"resume", "overwrite", "train.epochs", "device", "train.num_threads"}
+
+
+def pick_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_factor(config: Config, step: int, steps_per_epoch: int) -> float:
+    """The paper's schedule (section 3.4): after `halve_after_epochs`, halve the rate every
+    `halve_every_epochs`."""
+    train = config.train
+    epoch = step / steps_per_epoch
+    if train.lr_schedule == "constant" or epoch < train.halve_after_epochs:
+        return 1.0
+    return 0.5 ** (math.floor((epoch - train.halve_after_epochs) / train.halve_every_epochs) + 1)
+
+
+def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += config_diff(a, b, f"{prefix}{key}.")
+        elif a != b and f"{prefix}{key}" not in RESUMABLE_CHANGES:
+            changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return changes
+
+
+class Trainer:
+    def __init__(self, config: Config):
+        self.config = config
+        self.run_dir = config.run_dir
+        self._check_run_dir()
+        seed_everything(config.seed)
+        if config.train.num_threads:
+            torch.set_num_threads(config.train.num_threads)
+        self.device = pick_device(config.device)
+
+        data = config.data
+        train_split = load_split(data, "train")
+        self.valid_split = load_split(data, "valid")
+        self.src_vocab, self.tgt_vocab = build_vocabs(data, train_split)
+        self.train_examples = numericalize(
+            train_split, self.src_vocab, self.tgt_vocab, data, limit=data.train_limit
+        )
+        self.valid_examples = numericalize(self.valid_split, self.src_vocab, self.tgt_vocab, data)
+        self.tgt_tokenizer = Tokenizer(data.tgt_lang, lowercase=data.lowercase)
+
+        self.model = build_model(config.model, self.src_vocab, self.tgt_vocab).to(self.device)
+        params = self.model.parameters()
+        if config.train.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=config.train.lr)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=config.train.lr)
+        self.rng = random.Random(config.seed)  # batch order
+        self.generator = torch.Generator().manual_seed(config.seed)  # teacher-forcing draws
+        self.epoch, self.step = 0, 0
+        self.best = None
+        if config.resume:
+            self._resume()
+
+    def _check_run_dir(self) -> None:
+        """Never train over a finished model by accident."""
+        config = self.config
+        last = self.run_dir / "last"
+        if config.resume:
+            if not (last / "meta.json").is_file():
+                raise ConfigError(
+                    f"cannot resume: {last} does not exist; start the run without resume=true"
+                )
+            return
+        if self.run_dir.exists() and any(self.run_dir.iterdir()) and not config.overwrite:
+            raise ConfigError(
+                f"run directory {self.run_dir} already holds a run; continue it with "
+                f"resume=true, replace it with overwrite=true, or pick another name=..."
+            )
+
+    def _resume(self) -> None:
+        last = checkpoint.load(self.run_dir / "last", self.device)
+        changes = config_diff(config_to_dict(last.config), config_to_dict(self.config))
+        if changes and not self.config.overwrite:
+            raise ConfigError(
+                "cannot resume with a changed config (" + "; ".join(changes) + "); undo the "
+                "changes, or add overwrite=true to resume anyway"
+            )
+        if (last.src_vocab, last.tgt_vocab) != (self.src_vocab, self.tgt_vocab):
+            raise ConfigError(f"cannot resume: the data gives other vocabularies than {last.path}")
+        self.model.load_state_dict(last.model.state_dict())
+        state = checkpoint.load_training_state(last.path, self.optimizer)
+        self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
+        self.rng.setstate(_tuplify(state["batch_rng"]))
+        self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        log.info("resumed %s at epoch %d, step %d", self.run_dir, self.epoch, self.step)
+
+    def train(self) -> dict:
+        config, train = self.config, self.config.train
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(
+            yaml.safe_dump(config_to_dict(config), sort_keys=False)
+        )
+        steps_per_epoch = len(
+            bucket_batches(
+                self.train_examples,
+                size=train.batch_size,
+                unit=train.batch_unit,
+                rng=random.Random(0),
+            )
+        )
+        total_steps = round(train.epochs * steps_per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: lr_factor(config, step, steps_per_epoch),
+            last_epoch=self.step - 1,
+        )
+        criterion = torch.nn.CrossEntropyLoss(ignore_index=self.tgt_vocab.pad)
+        autocast = self._autocast()
+        record = {}
+        log.info(
+            "training %s on %s: %d examples, %d steps per epoch, vocabularies %d / %d",
+            config.name,
+            self.device,
+            len(self.train_examples),
+            steps_per_epoch,
+            len(self.src_vocab),
+            len(self.tgt_vocab),
+        )
+        while self.step < total_steps:
+            self.epoch += 1
+            batches = bucket_batches(
+                self.train_examples, size=train.batch_size, unit=train.batch_unit, rng=self.rng
+            )
+            batches = batches[: total_steps - self.step]
+            self.model.train()
+            started, loss_sum, tokens = time.perf_counter(), 0.0, 0
+            progress = tqdm(
+                iterate(
+                    self.train_examples,
+                    batches,
+                    self.src_vocab.pad,
+                    self.tgt_vocab.pad,
+                    pin=self.device.type == "cuda",
+                ),
+                total=len(batches),
+                desc=f"epoch {self.epoch}",
+                leave=False,
+            )
+            for batch in progress:
+                batch = batch.to(self.device)
+                with autocast:
+                    logits = self.model(
+                        batch.src,
+                        batch.src_lengths,
+                        batch.tgt,
+                        train.teacher_forcing_ratio,
+                        self.generator,
+                    )
+                # The loss in float32 whatever the precision: log-softmax over V is sensitive.
+                loss = criterion(logits.float().flatten(0, 1), batch.tgt[:, 1:].flatten())
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.clip_norm)
+                self.optimizer.step()
+                scheduler.step()
+                self.step += 1
+                # One host sync per step is the price of the running loss in the progress bar;
+                # it is negligible beside a training step on CPU and small on GPU.
+                loss_value = loss.item()
+                loss_sum += loss_value * batch.num_target_tokens
+                tokens += batch.num_target_tokens
+                progress.set_postfix(loss=f"{loss_value:.3f}")
+            seconds = time.perf_counter() - started
+            record = {
+                "epoch": self.epoch,
+                "step": self.step,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "train_loss": loss_sum / max(tokens, 1),
+                "train_ppl": perplexity(loss_sum / max(tokens, 1)),
+                "padding": padding_share(self.train_examples, batches),
+                "seconds": seconds,
+                "tokens_per_second": tokens / seconds,
+                **self.validate(),
+            }
+            self._save(record)
+            self._log(record)
+        return record
+
+    def validate(self) -> dict:
+        pad, device = self.tgt_vocab.pad, self.device
+        loss = corpus_loss(self.model, self.valid_examples, pad=pad, device=device)
+        free_loss = corpus_loss(
+            self.model, self.valid_examples, pad=pad, device=device, teacher_forcing_ratio=0.0
+        )
+        settings = DecodeSettings(
+            max_length_a=self.config.train.max_length_a, max_length_b=self.config.train.max_length_b
+        )
+        outputs = greedy_translate(
+            self.model,
+            self.valid_examples,
+            sos=self.tgt_vocab.sos,
+            eos=self.tgt_vocab.eos,
+            pad=pad,
+            device=device,
+            settings=settings,
+        )
+        hypotheses = [self.tgt_vocab.decode(ids) for ids in outputs]
+        scores = bleu_scores(hypotheses, self.valid_split.tgt_text, self.tgt_tokenizer)
+        return {
+            "val_loss": loss,
+            "val_ppl": perplexity(loss),
+            "val_free_loss": free_loss,
+            "val_free_ppl": perplexity(free_loss),
+            "val_bleu": scores["bleu"],
+            "val_bleu_tokenized": scores["bleu_tokenized"],
+            "val_chrf": scores["chrf"],
+        }
+
+    def _save(self, record: dict) -> None:
+        metric = self.config.train.best_metric
+        value = record[metric]
+        # BLEU is better higher, losses lower; a NaN never becomes the best.
+        score = value if metric == "val_bleu" else -value
+        improved = math.isfinite(score) and (self.best is None or score > self.best)
+        if improved:
+            self.best = score
+        vocabs = (self.src_vocab, self.tgt_vocab)
+        meta = {"epoch": self.epoch, "step": self.step, "metrics": record}
+        trainer_state = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "best": self.best,
+            "batch_rng": self.rng.getstate(),
+            "generator": self.generator.get_state().tolist(),
+            "torch_rng": torch.get_rng_state().tolist(),
+        }
+        checkpoint.save(
+            self.run_dir / "last",
+            self.model,
+            self.config,
+            vocabs,
+            meta,
+            optimizer=self.optimizer,
+            trainer_state=trainer_state,
+        )
+        if improved:
+            checkpoint.save(self.run_dir / "best", self.model, self.config, vocabs, meta)
+        record["best"] = improved
+
+    def _log(self, record: dict) -> None:
+        with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        tqdm.write(
+            f"epoch {record['epoch']:>3} | train loss {record['train_loss']:.3f} "
+            f"ppl {record['train_ppl']:7.2f} | val loss {record['val_loss']:.3f} "
+            f"ppl {record['val_ppl']:7.2f} | free ppl {record['val_free_ppl']:7.2f} | "
+            f"BLEU {record['val_bleu']:5.2f} (tok {record['val_bleu_tokenized']:5.2f}) | "
+            f"{record['seconds']:.0f}s {record['tokens_per_second']:.0f} tok/s"
+            + (" | best" if record["best"] else "")
+        )
+
+    def _autocast(self):
+        if self.config.train.precision == "bfloat16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def _tuplify(value):
+    """JSON turns the tuples of random.getstate() into lists; setstate wants them back."""
+    return tuple(_tuplify(v) for v in value) if isinstance(value, list) else value
+
+
+def train(config: Config) -> Path:
+    Trainer(config).train()
+    return config.run_dir
