@@ -83,7 +83,7 @@ def greedy_translate(
         hypotheses = greedy_search(
             model, batch.src, batch.src_lengths, sos=sos, eos=eos, max_length=limits
         )
-        for index, tokens in zip(batch.indices, hypotheses.tokens):
+        for index, tokens in zip(batch.indices, hypotheses.tokens, strict=True):
             out[index] = tokens
     return out
 

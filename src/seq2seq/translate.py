@@ -44,7 +44,7 @@ class Translator:
                 device=self.device,
                 settings=self.settings,
             )
-            for i, output in zip(keep, ids):
+            for i, output in zip(keep, ids, strict=True):
                 out[i] = vocab.decode(output)
         return out
 

@@ -147,7 +147,8 @@ def read_parallel(src_path: Path, tgt_path: Path) -> ParallelText:
             f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}; "
             f"the files of a split must be line-aligned"
         )
-    empty = [i for i, (s, t) in enumerate(zip(src, tgt)) if not (s.strip() and t.strip())]
+    pairs = enumerate(zip(src, tgt, strict=True))
+    empty = [i for i, (s, t) in pairs if not (s.strip() and t.strip())]
     if len(empty) == len(src):
         raise DataError(f"{src_path} / {tgt_path} hold no pair with text on both sides")
     if empty:

@@ -98,7 +98,7 @@ def encode_target(tokens: list[str], vocab: Vocab, config: DataConfig) -> list[i
 def numericalize(
     split: Split, src_vocab: Vocab, tgt_vocab: Vocab, config: DataConfig, limit: int | None = None
 ) -> list[Example]:
-    pairs = list(zip(split.src_tokens, split.tgt_tokens))[:limit]
+    pairs = list(zip(split.src_tokens, split.tgt_tokens, strict=True))[:limit]
     return [
         Example(encode_source(s, src_vocab, config), encode_target(t, tgt_vocab, config))
         for s, t in pairs

@@ -1,9 +1,9 @@
 """Word tokenization with spaCy's rule-based tokenizers, and Moses-style detokenization.
 
 `spacy.blank(lang)` holds the same tokenizer rules as the tutorial's `de_core_news_sm` and
-`en_core_web_sm` pipelines, without downloading a model. Whitespace tokens (spaCy's token for a double space or a tab) are
-kept, as the tutorial keeps them; this is what makes its vocabulary sizes (7,853 de, 5,893 en)
-come out exactly.
+`en_core_web_sm` pipelines, without downloading a model. Whitespace tokens (spaCy's token for a
+double space or a tab) are kept, as the tutorial keeps them; this is what makes its vocabulary
+sizes (7,853 de, 5,893 en) come out exactly.
 """
 
 from __future__ import annotations

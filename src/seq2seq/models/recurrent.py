@@ -137,7 +137,7 @@ class Seq2Seq(nn.Module):
             return self.decoder(inputs, state)[0]
         gold = (torch.rand(steps, generator=generator) < teacher_forcing_ratio).tolist()
         starts = [t for t in range(1, steps) if not gold[t]]  # input 0 is always <sos>
-        bounds = list(zip([0, *starts], [*starts, steps]))
+        bounds = list(zip([0, *starts], [*starts, steps], strict=True))
         pieces = []
         prediction = None
         for start, end in bounds:

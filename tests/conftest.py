@@ -1,0 +1,33 @@
+"""Shared fixtures. Tests read Multi30k from ../shared/data/multi30k (beside the project root)
+and never touch the network or the user's cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+MULTI30K = Path(os.environ.get("SEQ2SEQ_TEST_DATA", ROOT.parent / "shared" / "data" / "multi30k"))
+CONFIGS = ROOT / "configs"
+
+torch.set_num_threads(1)  # tiny models: threads cost more than they give
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets a private cache and no download location but the shared data."""
+    cache = tmp_path_factory.getbasetemp() / "cache"  # shared by the session: tokenize once
+    monkeypatch.setenv("SEQ2SEQ_CACHE", str(cache))
+    monkeypatch.delenv("SEQ2SEQ_DATA", raising=False)
+    monkeypatch.setenv("SEQ2SEQ_MULTI30K_URL", "http://127.0.0.1:9/unreachable/")
+    return cache
+
+
+@pytest.fixture
+def multi30k_dir() -> Path:
+    if not (MULTI30K / "train.de.gz").is_file():
+        pytest.fail(f"shared Multi30k data not found at {MULTI30K}; set SEQ2SEQ_TEST_DATA")
+    return MULTI30K
