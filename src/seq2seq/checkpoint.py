@@ -178,3 +178,30 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
         param_id, key = name.split(".", 1)
         state[int(param_id)][key] = tensor
     return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def load_ensemble(paths: list[str | Path], device: torch.device | str = "cpu") -> Checkpoint:
+    """One checkpoint, or several averaged as an ensemble; members must read and write the same
+    vocabularies and prepare text the same way."""
+    from seq2seq.models.ensemble import Ensemble
+
+    members = [load(path, device) for path in paths]
+    first = members[0]
+    for other in members[1:]:
+        if (other.src_vocab, other.tgt_vocab) != (first.src_vocab, first.tgt_vocab):
+            raise CheckpointError(
+                f"{other.path} and {first.path} have different vocabularies; ensemble only "
+                f"models trained on the same data with the same vocabulary settings"
+            )
+        for key in ("src_lang", "tgt_lang", "lowercase", "reverse_source"):
+            mine, theirs = getattr(first.config.data, key), getattr(other.config.data, key)
+            if mine != theirs:
+                raise CheckpointError(
+                    f"{other.path} has data.{key}={theirs!r} but {first.path} "
+                    f"has {mine!r}; ensemble members must prepare text alike"
+                )
+    if len(members) == 1:
+        return first
+    model = Ensemble([member.model for member in members]).to(device)
+    meta = {"members": [str(member.path) for member in members]}
+    return Checkpoint(model, first.config, first.src_vocab, first.tgt_vocab, meta, first.path)

@@ -22,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("overrides", nargs="*", help="key=value, e.g. train.epochs=2 name=trial")
 
     evaluate = commands.add_parser("evaluate", help="loss, perplexity, BLEU and chrF on a split")
-    evaluate.add_argument("run", help="run directory (uses best/) or a checkpoint directory")
+    evaluate.add_argument(
+        "run", nargs="+", help="run directory (uses best/) or checkpoint; several: an ensemble"
+    )
     evaluate.add_argument(
         "--split", default="test", help="test, val, or a split's file prefix (default: test)"
     )
@@ -36,12 +38,30 @@ def main(argv: list[str] | None = None) -> int:
     translate.add_argument("sentences", nargs="*", help="sentences; none reads --input or stdin")
     translate.add_argument("--input", help="file with one sentence per line")
     translate.add_argument("--output", help="write translations here instead of stdout")
+    translate.add_argument(
+        "--n-best",
+        type=int,
+        default=1,
+        help="print N hypotheses per input: 'LINE ||| TEXT ||| LOGPROB ||| SCORE'",
+    )
     _decoding_options(translate)
+
+    score = commands.add_parser("score", help="log-probability of given translations")
+    score.add_argument("run", help="run directory (uses best/) or a checkpoint directory")
+    score.add_argument("--source", required=True, help="file of source sentences")
+    score.add_argument("--target", required=True, help="file of target sentences, line-aligned")
+    _decoding_options(score)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        return {"train": _train, "evaluate": _evaluate, "translate": _translate}[args.command](args)
+        commands = {
+            "train": _train,
+            "evaluate": _evaluate,
+            "translate": _translate,
+            "score": _score,
+        }
+        return commands[args.command](args)
     except Seq2SeqError as error:
         print(f"seq2seq: error: {error}", file=sys.stderr)
         return 2
@@ -51,24 +71,59 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _decoding_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=128, help="sentences per batch")
+    parser.add_argument(
+        "--checkpoints",
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="more runs or checkpoints, decoded as an ensemble with RUN",
+    )
+    parser.add_argument("--beam-size", type=int, default=1, help="1 is greedy (default)")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=0.0,
+        help="GNMT length penalty; 0 (default) ranks by log-probability",
+    )
+    parser.add_argument("--min-length", type=int, default=0, help="no <eos> before N tokens")
     parser.add_argument(
         "--max-length",
         type=int,
         default=None,
         help="cap on output tokens (default: 1.5 x source length + 10)",
     )
+    parser.add_argument("--batch-size", type=int, default=128, help="sentences per batch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
 
 
 def _settings(args):
     from seq2seq.evaluate import DecodeSettings
 
-    if args.batch_size < 1:
-        raise Seq2SeqError(f"--batch-size must be at least 1 (got {args.batch_size})")
-    if args.max_length is not None and args.max_length < 1:
-        raise Seq2SeqError(f"--max-length must be at least 1 (got {args.max_length})")
-    return DecodeSettings(batch_size=args.batch_size, max_length=args.max_length)
+    n_best = getattr(args, "n_best", 1)
+    checks = [
+        ("--batch-size", args.batch_size, args.batch_size >= 1, "at least 1"),
+        ("--beam-size", args.beam_size, args.beam_size >= 1, "at least 1"),
+        ("--n-best", n_best, 1 <= n_best <= args.beam_size, "between 1 and --beam-size"),
+        ("--alpha", args.alpha, args.alpha >= 0, "0 or more"),
+        ("--min-length", args.min_length, args.min_length >= 0, "0 or more"),
+        (
+            "--max-length",
+            args.max_length,
+            args.max_length is None or args.max_length >= 1,
+            "at least 1",
+        ),
+    ]
+    for option, value, ok, requirement in checks:
+        if not ok:
+            raise Seq2SeqError(f"{option} must be {requirement} (got {value})")
+    return DecodeSettings(
+        batch_size=args.batch_size,
+        beam_size=args.beam_size,
+        alpha=args.alpha,
+        n_best=n_best,
+        min_length=args.min_length,
+        max_length=args.max_length,
+    )
 
 
 def _load(args):
@@ -76,7 +131,8 @@ def _load(args):
     from seq2seq.train import pick_device
 
     device = pick_device(args.device)
-    return checkpoint.load(args.run, device), device
+    runs = args.run if isinstance(args.run, list) else [args.run]
+    return checkpoint.load_ensemble([*runs, *args.checkpoints], device), device
 
 
 def _train(args) -> int:
@@ -126,19 +182,47 @@ def _translate(args) -> int:
     else:
         lines = _decode_stdin()
     ckpt, device = _load(args)
-    outputs = Translator(ckpt, device, settings).translate(lines)
-    if args.output:
-        _write_lines(Path(args.output), outputs)
+    translator = Translator(ckpt, device, settings)
+    if settings.n_best == 1:
+        outputs = translator.translate(lines)
     else:
-        sys.stdout.write("".join(line + "\n" for line in outputs))
+        outputs = [
+            f"{number} ||| {text} ||| {h.log_prob:.4f} ||| {h.score:.4f}"
+            for number, hypotheses in enumerate(translator.nbest(lines))
+            for text, h in hypotheses
+        ]
+    _emit(outputs, args.output)
     return 0
+
+
+def _score(args) -> int:
+    from seq2seq.translate import Translator
+
+    settings = _settings(args)
+    sources, targets = _read_input(Path(args.source)), _read_input(Path(args.target))
+    if len(sources) != len(targets):
+        raise Seq2SeqError(
+            f"--source has {len(sources)} lines but --target has {len(targets)}; "
+            f"give line-aligned files"
+        )
+    ckpt, device = _load(args)
+    scores = Translator(ckpt, device, settings).score(sources, targets)
+    _emit([f"{value:.4f}" for value in scores], None)
+    return 0
+
+
+def _emit(lines: list[str], output: str | None) -> None:
+    if output:
+        _write_lines(Path(output), lines)
+    else:
+        sys.stdout.write("".join(line + "\n" for line in lines))
 
 
 def _read_input(path: Path) -> list[str]:
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise Seq2SeqError(f"cannot read --input {path}: {error.strerror}") from None
+        raise Seq2SeqError(f"cannot read {path}: {error.strerror}") from None
     return _split_lines(data, str(path))
 
 

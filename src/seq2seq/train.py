@@ -25,7 +25,7 @@ from seq2seq.config import Config, ConfigError, config_to_dict
 from seq2seq.data.batching import bucket_batches, iterate, padding_share
 from seq2seq.data.dataset import build_vocabs, load_split, numericalize
 from seq2seq.data.tokenizer import Tokenizer
-from seq2seq.evaluate import DecodeSettings, bleu_scores, corpus_loss, greedy_translate, perplexity
+from seq2seq.evaluate import DecodeSettings, best_translations, bleu_scores, corpus_loss, perplexity
 from seq2seq.models import build_model
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ class Trainer:
         settings = DecodeSettings(
             max_length_a=self.config.train.max_length_a, max_length_b=self.config.train.max_length_b
         )
-        outputs = greedy_translate(
+        outputs = best_translations(
             self.model,
             self.valid_examples,
             sos=self.tgt_vocab.sos,

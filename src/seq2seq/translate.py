@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 
 from seq2seq.checkpoint import Checkpoint
-from seq2seq.data.dataset import Example, encode_source
+from seq2seq.data.dataset import Example, encode_source, encode_target
 from seq2seq.data.tokenizer import Tokenizer
-from seq2seq.evaluate import DecodeSettings, greedy_translate
+from seq2seq.evaluate import DecodeSettings, decode_examples, score_examples
+from seq2seq.search import Scored
 
 
 class Translator:
@@ -23,19 +22,18 @@ class Translator:
         self.src_tokenizer = Tokenizer(data.src_lang, lowercase=data.lowercase)
         self.tgt_tokenizer = Tokenizer(data.tgt_lang, lowercase=data.lowercase)
 
-    def translate_tokens(self, lines: list[str]) -> list[list[str]]:
-        """Output tokens for each line; a line with no text gives no tokens."""
-        ckpt = self.ckpt
+    def nbest(self, lines: list[str]) -> list[list[tuple[str, Scored]]]:
+        """n_best (translation, hypothesis) pairs per line, best first. A line without text
+        gives empty translations with log-probability 0."""
+        ckpt, vocab = self.ckpt, self.ckpt.tgt_vocab
+        lines = _strip(lines)
         tokens = self.src_tokenizer.tokenize_many(lines)
         keep = [i for i, line in enumerate(lines) if line.strip()]
-        examples = [
-            Example(encode_source(tokens[i], ckpt.src_vocab, ckpt.config.data), [0, 0])
-            for i in keep
-        ]
-        out: list[list[str]] = [[] for _ in lines]
+        examples = [self._example(tokens[i], []) for i in keep]
+        empty = [("", Scored([], 0.0, 0.0))] * self.settings.n_best
+        out: list[list[tuple[str, Scored]]] = [empty for _ in lines]
         if examples:
-            vocab = ckpt.tgt_vocab
-            ids = greedy_translate(
+            found = decode_examples(
                 ckpt.model,
                 examples,
                 sos=vocab.sos,
@@ -44,12 +42,38 @@ class Translator:
                 device=self.device,
                 settings=self.settings,
             )
-            for i, output in zip(keep, ids, strict=True):
-                out[i] = vocab.decode(output)
+            for i, hypotheses in zip(keep, found, strict=True):
+                out[i] = [(self._detokenize(h.tokens), h) for h in hypotheses]
         return out
 
-    def translate(self, lines: Iterable[str]) -> list[str]:
+    def translate(self, lines: list[str]) -> list[str]:
         """Exactly one output line per input line; an empty line gives an empty line."""
-        lines = [line.rstrip("\r\n") for line in lines]
-        outputs = self.translate_tokens(lines)
-        return [self.tgt_tokenizer.detokenize(tokens).replace("\n", " ") for tokens in outputs]
+        return [hypotheses[0][0] for hypotheses in self.nbest(lines)]
+
+    def score(self, sources: list[str], targets: list[str]) -> list[float]:
+        """log P(target | source) under the model, one per pair, <eos> included."""
+        src_tokens = self.src_tokenizer.tokenize_many(_strip(sources))
+        tgt_tokens = self.tgt_tokenizer.tokenize_many(_strip(targets))
+        examples = [self._example(s, t) for s, t in zip(src_tokens, tgt_tokens, strict=True)]
+        return score_examples(
+            self.ckpt.model,
+            examples,
+            pad=self.ckpt.tgt_vocab.pad,
+            device=self.device,
+            batch_size=self.settings.batch_size,
+        )
+
+    def _example(self, src_tokens: list[str], tgt_tokens: list[str]) -> Example:
+        data = self.ckpt.config.data
+        return Example(
+            encode_source(src_tokens, self.ckpt.src_vocab, data),
+            encode_target(tgt_tokens, self.ckpt.tgt_vocab, data),
+        )
+
+    def _detokenize(self, ids: list[int]) -> str:
+        text = self.tgt_tokenizer.detokenize(self.ckpt.tgt_vocab.decode(ids))
+        return " ".join(text.split())  # never a line break or tab inside one output line
+
+
+def _strip(lines: list[str]) -> list[str]:
+    return [line.rstrip("\r\n") for line in lines]
