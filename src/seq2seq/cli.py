@@ -232,7 +232,7 @@ def _decode_stdin() -> list[str]:
 
 def _split_lines(data: bytes, source: str) -> list[str]:
     try:
-        text = data.decode("utf-8")
+        text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise Seq2SeqError(

@@ -118,16 +118,23 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
             raise ConfigError(
                 f"override {override!r} must look like key=value, e.g. train.epochs=2"
             )
-        _set_dotted(raw, key.strip(), yaml.safe_load(value) if value.strip() else None)
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(
+                f"override {override!r}: {value!r} is not a valid value; quote strings, "
+                f"e.g. {key}='{value}'"
+            ) from None
+        _set_dotted(raw, key.strip(), parsed)
     return config_from_dict(raw)
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
     errors: list[str] = []
-    config = _build(Config, raw, "", errors)
+    config = _build(Config, raw, "", errors)  # a field with a bad type keeps its default
+    errors += _check_values(config)
     if errors:
         raise ConfigError("invalid config: " + "; ".join(errors))
-    _check_values(config)
     return config
 
 
@@ -146,6 +153,8 @@ def _set_dotted(raw: dict, key: str, value: Any) -> None:
 
 
 def _build(cls: type, raw: Any, prefix: str, errors: list[str]) -> Any:
+    if raw is None:  # a section with every key commented out
+        raw = {}
     if not isinstance(raw, dict):
         errors.append(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
         return cls()
@@ -187,6 +196,11 @@ def _coerce(value: Any, kind: Any) -> tuple[bool, Any]:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if kind is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, value
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         return ok, float(value) if ok else value
     if kind is str:
@@ -200,15 +214,20 @@ def _describe(kind: Any) -> str:
         return "one of " + ", ".join(map(str, typing.get_args(kind)))
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(option) for option in typing.get_args(kind))
-    return "null" if kind is type(None) else f"a {kind.__name__}"
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return "null" if kind is type(None) else names[kind]
 
 
-def _check_values(config: Config) -> None:
+def _check_values(config: Config) -> list[str]:
     """Range checks that types alone cannot express."""
     problems = []
     checks = [
         ("data.min_freq", config.data.min_freq >= 1, "at least 1"),
-        ("data.max_size", config.data.max_size is None or config.data.max_size >= 1, "positive"),
+        (
+            "data.max_size",
+            config.data.max_size is None or config.data.max_size > 4,
+            "more than 4 (the special tokens)",
+        ),
         ("data.max_length", config.data.max_length >= 1, "at least 1"),
         (
             "data.train_limit",
@@ -245,5 +264,4 @@ def _check_values(config: Config) -> None:
             problems.append(f"{key}={value!r} must be {requirement}")
     if config.data.src_lang == config.data.tgt_lang:
         problems.append(f"data.src_lang and data.tgt_lang are both {config.data.src_lang!r}")
-    if problems:
-        raise ConfigError("invalid config: " + "; ".join(problems))
+    return problems

@@ -121,7 +121,7 @@ def read_lines(path: Path) -> list[str]:
             data = handle.read()
     except (OSError, EOFError) as error:
         raise DataError(f"cannot read {path}: {error}") from None
-    lines = data.split(b"\n")
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")  # a BOM, as Windows editors write
     if lines and lines[-1] == b"":
         lines.pop()
     out = []

@@ -44,7 +44,24 @@ class Tokenizer:
         return out
 
     def detokenize(self, tokens: list[str]) -> str:
-        return self._detokenizer.detokenize(tokens)
+        """Text from tokens: first undo the splits spaCy makes inside words (`t - shirt`,
+        `is n't`), which Moses rules do not know, then let Moses place punctuation."""
+        words: list[str] = []
+        for token in tokens:
+            if not token.strip():
+                continue
+            if words and (token.lower() == "n't" or _hyphen_pending(words)):
+                words[-1] += token
+            elif token == "-" and words and words[-1][-1:].isalnum():
+                words[-1] += token  # joined to the next word too, if one follows
+            else:
+                words.append(token)
+        return self._detokenizer.detokenize(words)
+
+
+def _hyphen_pending(words: list[str]) -> bool:
+    """The previous word ends in a hyphen that spaCy split from inside a word."""
+    return len(words[-1]) > 1 and words[-1].endswith("-") and words[-1][-2].isalnum()
 
 
 def _clean(text: str) -> str:

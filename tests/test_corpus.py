@@ -1,0 +1,231 @@
+"""Reading corpus files: finding them, and every way a user's files can be wrong."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from seq2seq.config import DataConfig
+from seq2seq.data import dataset
+from seq2seq.data.corpus import data_dirs, locate_split, read_lines, read_parallel
+from seq2seq.errors import DataError
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def _pair(directory: Path, src: bytes, tgt: bytes, prefix: str = "train") -> tuple[Path, Path]:
+    return _write(directory / f"{prefix}.de", src), _write(directory / f"{prefix}.en", tgt)
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SEQ2SEQ_CACHE", str(cache))
+    return cache
+
+
+# Finding the files.
+
+
+def test_missing_files_name_the_files_and_every_folder_searched(tmp_path, monkeypatch):
+    configured, from_env, cache = tmp_path / "configured", tmp_path / "env", tmp_path / "cache"
+    monkeypatch.setenv("SEQ2SEQ_DATA", str(from_env))
+    monkeypatch.setenv("SEQ2SEQ_CACHE", str(cache))
+    config = DataConfig(corpus="files", dir=str(configured))
+    with pytest.raises(DataError) as error:
+        dataset.load_split(config, "train")
+    message = str(error.value)
+    assert "train.de[.gz] and train.en[.gz]" in message
+    for directory in (configured, from_env, cache / "multi30k"):
+        assert str(directory) in message
+    assert "data.dir" in message
+
+
+def test_a_multi30k_prefix_in_a_subfolder_is_not_downloaded(tmp_path, private_cache):
+    with pytest.raises(DataError, match=r"cannot find mine/train\.de\[\.gz\]"):
+        locate_split("mine/train", ("de", "en"), data_dirs(str(tmp_path)), "multi30k")
+
+
+def test_an_unknown_multi30k_file_without_checksum_is_refused(tmp_path, private_cache):
+    with pytest.raises(DataError) as error:
+        locate_split("holdout", ("de", "en"), data_dirs(str(tmp_path)), "multi30k")
+    message = str(error.value)
+    assert "no checksum is recorded for Multi30k file holdout.de.gz" in message
+    assert str(private_cache / "multi30k") in message
+    assert not (private_cache / "multi30k" / "holdout.de.gz").exists()
+
+
+def test_data_dirs_are_data_dir_then_env_then_cache(tmp_path, monkeypatch, private_cache):
+    monkeypatch.setenv("SEQ2SEQ_DATA", str(tmp_path / "env"))
+    assert data_dirs(str(tmp_path / "configured")) == [
+        tmp_path / "configured",
+        tmp_path / "env",
+        private_cache / "multi30k",
+    ]
+    monkeypatch.setenv("SEQ2SEQ_DATA", "")
+    assert data_dirs(None) == [private_cache / "multi30k"]
+    assert data_dirs("~/corpora")[0] == Path.home() / "corpora"
+
+
+def test_lookup_order_is_data_dir_then_env_then_cache(tmp_path, monkeypatch, private_cache):
+    configured, from_env = tmp_path / "configured", tmp_path / "env"
+    for directory in (configured, from_env, private_cache / "multi30k"):
+        _pair(directory, b"Hallo.\n", f"from {directory.name}\n".encode())
+    monkeypatch.setenv("SEQ2SEQ_DATA", str(from_env))
+
+    def found(config: DataConfig) -> str:
+        return dataset.load_split(config, "train").tgt_text[0]
+
+    assert found(DataConfig(corpus="files", dir=str(configured))) == "from configured"
+    assert found(DataConfig(corpus="files")) == "from env"
+    monkeypatch.delenv("SEQ2SEQ_DATA")
+    assert found(DataConfig(corpus="files")) == "from multi30k"
+    assert found(DataConfig(corpus="multi30k")) == "from multi30k"
+
+
+def test_both_languages_come_from_the_same_folder(tmp_path, monkeypatch, private_cache):
+    half, whole = tmp_path / "half", tmp_path / "whole"
+    _write(half / "train.de", b"nur deutsch\n")
+    _pair(whole, b"beide\n", b"both\n")
+    monkeypatch.setenv("SEQ2SEQ_DATA", str(whole))
+    paths = locate_split("train", ("de", "en"), data_dirs(str(half)), "files")
+    assert paths == [whole / "train.de", whole / "train.en"]
+
+
+def test_files_corpus_with_a_custom_prefix(tmp_path, private_cache):
+    _write(tmp_path / "europarl" / "dev.fr.gz", "Le chat a mangé.\nUn chien court.\n".encode())
+    _write(tmp_path / "europarl" / "dev.en", b"The cat ate.\nA dog runs.\n")
+    config = DataConfig(
+        corpus="files", dir=str(tmp_path), src_lang="fr", tgt_lang="en", valid="europarl/dev"
+    )
+    split = dataset.load_split(config, "valid")
+    assert split.name == "europarl/dev"
+    assert split.src_path == tmp_path / "europarl" / "dev.fr.gz"
+    assert split.src_tokens == [["le", "chat", "a", "mangé", "."], ["un", "chien", "court", "."]]
+    assert split.tgt_tokens == [["the", "cat", "ate", "."], ["a", "dog", "runs", "."]]
+    # Any name that is not train/valid/val/test is a prefix of its own.
+    assert dataset.load_split(config, "europarl/dev") == split
+
+
+# Reading them.
+
+
+def test_gzip_and_plain_files_both_read(tmp_path):
+    text = "Ein Hund.\nGrüße aus Köln.\n".encode()
+    assert read_lines(_write(tmp_path / "a.de.gz", text)) == ["Ein Hund.", "Grüße aus Köln."]
+    assert read_lines(_write(tmp_path / "a.de", text)) == ["Ein Hund.", "Grüße aus Köln."]
+
+
+def test_crlf_line_ends_are_stripped_and_a_last_line_without_newline_is_kept(tmp_path):
+    path = _write(tmp_path / "windows.en", b"A dog.\r\nA cat.\r\nA cow.")
+    assert read_lines(path) == ["A dog.", "A cat.", "A cow."]
+
+
+def test_lines_are_split_only_at_newlines(tmp_path):
+    # Unicode line separators inside a sentence must not shift the alignment of the files.
+    path = _write(tmp_path / "odd.en", "one\u2028half\nnext\x85line\x0cpage\n".encode())
+    assert read_lines(path) == ["one\u2028half", "next\x85line\x0cpage"]
+
+
+def test_lines_are_nfc_normalised(tmp_path):
+    path = _write(tmp_path / "nfd.de", unicodedata.normalize("NFD", "Männer\n").encode())
+    assert read_lines(path) == ["Männer"]
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_sentence(tmp_path):
+    path = _write(tmp_path / "bom.de", "\ufeffEin Hund.\nZwei Katzen.\n".encode())
+    assert read_lines(path) == ["Ein Hund.", "Zwei Katzen."]
+
+
+def test_line_count_mismatch_names_both_files_and_counts(tmp_path):
+    src, tgt = _pair(tmp_path, b"a\nb\nc\n", b"x\ny\n")
+    with pytest.raises(DataError) as error:
+        read_parallel(src, tgt)
+    assert f"{src} has 3 lines but {tgt} has 2" in str(error.value)
+    assert "line-aligned" in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["bad.de", "bad.de.gz"])
+def test_invalid_utf8_names_the_file_and_line(tmp_path, name):
+    path = _write(tmp_path / name, "Ein Hund.\nGro\u00df".encode() + b"\xff\xfe\n")
+    with pytest.raises(DataError) as error:
+        read_lines(path)
+    assert f"{path} line 2 is not valid UTF-8" in str(error.value)
+
+
+def test_latin1_file_is_refused_at_the_first_bad_line(tmp_path):
+    _write(tmp_path / "latin1.de", "Ein Hund.\nZwei Katzen.\nGrüße\n".encode("latin-1"))
+    _write(tmp_path / "latin1.en", b"A dog.\nTwo cats.\nGreetings\n")
+    with pytest.raises(DataError, match=r"latin1\.de line 3 is not valid UTF-8"):
+        dataset.load_split(DataConfig(corpus="files", dir=str(tmp_path)), "latin1")
+
+
+def test_invalid_utf8_in_the_target_file_is_refused(tmp_path):
+    src, tgt = _pair(tmp_path, b"a\nb\n", b"x\n\xc3(\n")
+    with pytest.raises(DataError, match=f"{tgt} line 2"):
+        read_parallel(src, tgt)
+
+
+def test_a_corrupt_gzip_file_is_refused_by_name(tmp_path):
+    path = tmp_path / "broken.de.gz"
+    path.write_bytes(b"this is not gzip data")
+    with pytest.raises(DataError, match=f"cannot read {path}"):
+        read_lines(path)
+    truncated = tmp_path / "cut.de.gz"
+    truncated.write_bytes(gzip.compress(b"Ein Hund.\n" * 100)[:-8])
+    with pytest.raises(DataError, match=f"cannot read {truncated}"):
+        read_lines(truncated)
+
+
+def test_an_empty_source_file_is_refused_by_name(tmp_path):
+    src, tgt = _pair(tmp_path, b"", b"x\n")
+    with pytest.raises(DataError) as error:
+        read_parallel(src, tgt)
+    assert f"{src} is empty" in str(error.value)
+
+
+def test_an_empty_target_file_is_refused_by_name(tmp_path):
+    src, tgt = _pair(tmp_path, b"a\n", b"")
+    with pytest.raises(DataError) as error:
+        read_parallel(src, tgt)
+    assert f"{tgt} has 0" in str(error.value)
+
+
+def test_pairs_with_an_empty_side_are_skipped_with_a_warning(tmp_path, caplog):
+    src, tgt = _pair(
+        tmp_path,
+        b"Ein Hund.\n\nZwei Katzen.\nDrei.\n  \t\nVier.\n",
+        b"A dog.\nLost.\nTwo cats.\n \nAlso lost.\nFour.\n",
+    )
+    with caplog.at_level(logging.WARNING, logger="seq2seq.data.corpus"):
+        text = read_parallel(src, tgt)
+    assert text.src == ["Ein Hund.", "Zwei Katzen.", "Vier."]
+    assert text.tgt == ["A dog.", "Two cats.", "Four."]
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert "skipped 3 sentence pairs" in message
+    assert str(src) in message and str(tgt) in message
+    assert "first at line 2" in message
+
+
+def test_no_warning_when_every_pair_has_text(tmp_path, caplog):
+    src, tgt = _pair(tmp_path, b"a\nb\n", b"x\ny\n")
+    with caplog.at_level(logging.WARNING, logger="seq2seq.data.corpus"):
+        assert read_parallel(src, tgt).tgt == ["x", "y"]
+    assert caplog.records == []
+
+
+def test_a_split_with_no_pair_with_text_on_both_sides_is_refused(tmp_path):
+    src, tgt = _pair(tmp_path, b"a\n\n \n", b"\nb\n\n")
+    with pytest.raises(DataError) as error:
+        read_parallel(src, tgt)
+    assert f"{src} / {tgt} hold no pair with text on both sides" in str(error.value)
