@@ -13,6 +13,7 @@ the previous checkpoint whole.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ def save(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(weights, tmp / "model.safetensors")
@@ -70,31 +73,41 @@ def save(
             )
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        # mkdtemp and safetensors make private files; a checkpoint follows the user's umask.
+        tmp.chmod(0o777 & ~umask)
+        for file in tmp.iterdir():
+            file.chmod(0o666 & ~umask)
         _replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _replace_dir(new: Path, target: Path) -> None:
-    """Swap `new` in as `target`; at every moment one complete checkpoint exists on disk."""
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
+    """Swap `new` in as `target`; at every moment one complete checkpoint exists on disk,
+    either under `target` or, mid-swap, under `.{target}.old`."""
+    old = _old(target)
+    if old.exists():
+        if target.exists():  # a swap finished but its clean-up was interrupted
+            shutil.rmtree(old)
+        else:  # a swap was interrupted: the old copy is the only whole checkpoint
+            old.rename(target)
     if target.exists():
         target.rename(old)
     new.rename(target)
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _old(path: Path) -> Path:
+    return path.with_name(f".{path.name}.old")
+
+
 def resolve(path: str | Path) -> Path:
-    """A checkpoint directory, or a run directory (meaning its best checkpoint)."""
+    """A checkpoint directory, or a run directory (meaning its best checkpoint); if a save was
+    interrupted mid-swap, the whole previous checkpoint it left."""
     path = Path(path)
-    if (path / "meta.json").is_file():
-        return path
-    if (path / "best" / "meta.json").is_file():
-        return path / "best"
-    old = path.with_name(f".{path.name}.old")  # a save was interrupted mid-swap
-    if (old / "meta.json").is_file():
-        return old
+    for candidate in (path, _old(path), path / "best", _old(path / "best")):
+        if (candidate / "meta.json").is_file():
+            return candidate
     if not path.exists():
         raise CheckpointError(
             f"checkpoint {path} does not exist; give a run directory or its "
@@ -109,7 +122,7 @@ def resolve(path: str | Path) -> Path:
 def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
     path = resolve(path)
     meta = _read_json(path / "meta.json")
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a seq2seq checkpoint (meta.json has no format {FORMAT!r})"
         )
@@ -130,11 +143,18 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
     model = build_model(config.model, src_vocab, tgt_vocab)
     try:
         weights = load_file(path / "model.safetensors")
-        model.load_state_dict(weights)
-    except (OSError, SafetensorError, RuntimeError) as error:
-        first = str(error).strip().splitlines()[0]
+    except (OSError, SafetensorError) as error:
         raise CheckpointError(
-            f"{path}/model.safetensors does not fit its config: {first}"
+            f"{path}/model.safetensors is not a readable safetensors file ({error}); "
+            f"the checkpoint is damaged or was not written by seq2seq"
+        ) from None
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        # PyTorch's first line only says "Error(s) in loading state_dict"; the next names it.
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise CheckpointError(
+            f"{path}/model.safetensors does not fit its config: {' '.join(lines[1:2])}"
         ) from None
     model.to(device)
     return Checkpoint(model, config, src_vocab, tgt_vocab, meta, path)
@@ -142,9 +162,9 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
 
 def load_training_state(path: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore the optimizer from a resumable checkpoint; returns the rest of the trainer state."""
-    state = _read_json(path / "trainer.json")
     if not (path / "optimizer.safetensors").is_file():
         raise CheckpointError(f"{path} is not resumable (no optimizer state); resume from last/")
+    state = _read_json(path / "trainer.json")
     tensors = load_file(path / "optimizer.safetensors")
     optimizer.load_state_dict(_join_optimizer_state(tensors, state.pop("optimizer")))
     return state

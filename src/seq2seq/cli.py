@@ -52,7 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("--target", required=True, help="file of target sentences, line-aligned")
     _decoding_options(score)
 
-    args = parser.parse_args(argv)
+    # Options may follow the sentences of `translate`; argparse alone would stop the sentence
+    # list at the first option and refuse the rest.
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "translate" and not any(e.startswith("-") for e in extra):
+        args.sentences += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         commands = {

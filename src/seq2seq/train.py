@@ -25,6 +25,7 @@ from seq2seq.config import Config, ConfigError, config_to_dict
 from seq2seq.data.batching import bucket_batches, iterate, padding_share
 from seq2seq.data.dataset import build_vocabs, load_split, numericalize
 from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.errors import CheckpointError
 from seq2seq.evaluate import DecodeSettings, best_translations, bleu_scores, corpus_loss, perplexity
 from seq2seq.models import build_model
 
@@ -109,10 +110,12 @@ class Trainer:
         config = self.config
         last = self.run_dir / "last"
         if config.resume:
-            if not (last / "meta.json").is_file():
+            try:
+                checkpoint.resolve(last)  # also finds a save interrupted mid-swap
+            except CheckpointError:
                 raise ConfigError(
                     f"cannot resume: {last} does not exist; start the run without resume=true"
-                )
+                ) from None
             return
         if self.run_dir.exists() and any(self.run_dir.iterdir()) and not config.overwrite:
             raise ConfigError(
@@ -141,6 +144,8 @@ class Trainer:
     def train(self) -> dict:
         config, train = self.config, self.config.train
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not config.resume:  # overwrite=true: the replaced run's log goes with it
+            (self.run_dir / "log.jsonl").unlink(missing_ok=True)
         (self.run_dir / "config.yaml").write_text(
             yaml.safe_dump(config_to_dict(config), sort_keys=False)
         )

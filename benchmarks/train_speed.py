@@ -1,0 +1,179 @@
+"""Training speed of the tutorial's model against the tutorial's own training step.
+
+    python benchmarks/train_speed.py --batches 30 --teacher-forcing 1.0 0.5
+    python benchmarks/train_speed.py --full-epoch --teacher-forcing 0.5
+
+Both implementations train the same model (2 x 512 LSTM, 256-dim embeddings, Multi30k de->en,
+batch 128) on the same bucketed batches, in the same process, after a warm-up. The baseline is
+a faithful re-implementation of the tutorial's step: a Python loop over target positions, one
+decoder call per token, a random teacher-forcing draw per step, outputs written into a
+zero-filled (T, B, V) tensor. Reported: target tokens per second, seconds per epoch
+(extrapolated, or measured with --full-epoch), the padding share of the batches, peak memory,
+and the compute floor: the model's FLOPs per epoch over the matrix-multiply rate measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import resource
+import statistics
+import time
+
+import torch
+
+from seq2seq.config import DataConfig, ModelConfig
+from seq2seq.data.batching import bucket_batches, iterate, padding_share
+from seq2seq.data.dataset import build_vocabs, load_split, numericalize
+from seq2seq.models import build_model
+
+
+def tutorial_forward(model, src, src_lengths, tgt, teacher_forcing_ratio):
+    """The tutorial's Seq2Seq.forward, on our modules: one decoder call per target position."""
+    batch_size, steps = tgt.shape
+    vocab_size = model.decoder.output.out_features
+    outputs = torch.zeros(steps, batch_size, vocab_size)
+    state = model.encode(src, src_lengths)
+    token = tgt[:, 0]
+    for t in range(1, steps):
+        logits, state = model.decoder(token.unsqueeze(1), state)
+        outputs[t] = logits[:, 0]
+        teacher_force = random.random() < teacher_forcing_ratio
+        top1 = logits[:, 0].argmax(1)
+        token = tgt[:, t] if teacher_force else top1
+    return outputs[1:].transpose(0, 1)  # (B, T-1, V), as ours
+
+
+def our_forward(model, src, src_lengths, tgt, teacher_forcing_ratio):
+    return model(src, src_lengths, tgt, teacher_forcing_ratio)
+
+
+def train_steps(forward, model, batches, ratio, pad, precision):
+    """Seconds spent on full training steps (forward, loss, backward, clip, Adam)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    criterion = torch.nn.CrossEntropyLoss(ignore_index=pad)
+    autocast = (
+        torch.autocast("cpu", dtype=torch.bfloat16)
+        if precision == "bfloat16"
+        else contextlib.nullcontext()
+    )
+    model.train()
+    started = time.perf_counter()
+    for batch in batches:
+        with autocast:
+            logits = forward(model, batch.src, batch.src_lengths, batch.tgt, ratio)
+        loss = criterion(logits.float().flatten(0, 1), batch.tgt[:, 1:].flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    return time.perf_counter() - started
+
+
+def matmul_rate(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of a size x size matrix product (median of repeats)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        seconds.append(time.perf_counter() - started)
+    return 2 * size**3 / statistics.median(seconds)
+
+
+def flops_per_epoch(config: ModelConfig, src_tokens: int, tgt_tokens: int, vocab: int) -> float:
+    """Forward and backward (3x forward) matrix FLOPs, padding excluded: LSTM gates for every
+    source and target token, and the output layer for every target token."""
+    gates = 4 * config.hidden_size
+    lstm = 2 * gates * (config.embedding_size + config.hidden_size)
+    lstm += 2 * gates * 2 * config.hidden_size * (config.num_layers - 1)
+    output = 2 * config.hidden_size * vocab
+    return 3 * (src_tokens * lstm + tgt_tokens * (lstm + output))
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=30, help="timed batches per setting")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--full-epoch", action="store_true", help="time a whole epoch")
+    parser.add_argument("--teacher-forcing", type=float, nargs="+", default=[1.0, 0.5])
+    parser.add_argument(
+        "--precision", nargs="+", default=["float32"], choices=["float32", "bfloat16"]
+    )
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    random.seed(0)
+
+    data = DataConfig()
+    train = load_split(data, "train")
+    src_vocab, tgt_vocab = build_vocabs(data, train)
+    examples = numericalize(train, src_vocab, tgt_vocab, data)
+    config = ModelConfig()
+    epoch = bucket_batches(examples, size=128, unit="sentences", rng=random.Random(0))
+    chosen = epoch if args.full_epoch else epoch[: args.warmup + args.batches]
+    batches = list(iterate(examples, chosen, src_vocab.pad, tgt_vocab.pad))
+    warm, timed = batches[: args.warmup], batches if args.full_epoch else batches[args.warmup :]
+    epoch_tgt = sum(len(e.tgt) - 1 for e in examples)
+    epoch_src = sum(len(e.src) for e in examples)
+    timed_tokens = sum(b.num_target_tokens for b in timed)
+
+    fp32, bf16 = matmul_rate(torch.float32), matmul_rate(torch.bfloat16)
+    flops = flops_per_epoch(config, epoch_src, epoch_tgt, len(tgt_vocab))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"{len(epoch)} batches/epoch, {epoch_tgt} target tokens/epoch, padding "
+        f"{padding_share(examples, epoch):.1%} (bucketed) vs "
+        f"{padding_share(examples, _random_batches(len(examples))):.1%} (random batches)"
+    )
+    print(
+        f"matmul 2048^2: {fp32 / 1e9:.0f} GFLOP/s float32, {bf16 / 1e9:.0f} GFLOP/s bfloat16; "
+        f"model {flops / 1e12:.1f} TFLOP/epoch -> floor {flops / fp32:.0f} s/epoch float32, "
+        f"{flops / bf16:.0f} s/epoch bfloat16"
+    )
+    print(
+        f"timed: {len(timed)} batches, {timed_tokens} target tokens"
+        + (" (a full epoch)" if args.full_epoch else f" after {len(warm)} warm-up batches")
+    )
+    print(
+        f"{'implementation':32} {'tf':>4} {'precision':>9} {'tok/s':>8} {'s/epoch':>8} "
+        f"{'x floor':>8} {'speed-up':>8} {'peak RSS':>9}"
+    )
+    for ratio in args.teacher_forcing:
+        baseline = None
+        runs = [] if args.skip_baseline else [("tutorial step", tutorial_forward, "float32")]
+        runs += [("seq2seq", our_forward, p) for p in args.precision]
+        for name, forward, precision in runs:
+            torch.manual_seed(0)
+            model = build_model(config, src_vocab, tgt_vocab)
+            train_steps(forward, model, warm, ratio, tgt_vocab.pad, precision)
+            seconds = train_steps(forward, model, timed, ratio, tgt_vocab.pad, precision)
+            rate = timed_tokens / seconds
+            epoch_seconds = seconds if args.full_epoch else epoch_tgt / rate
+            floor = flops / (bf16 if precision == "bfloat16" else fp32)
+            baseline = baseline or rate
+            print(
+                f"{name:32} {ratio:4.2f} {precision:>9} {rate:8.0f} {epoch_seconds:8.0f} "
+                f"{epoch_seconds / floor:8.2f} {rate / baseline:7.2f}x "
+                f"{peak_rss_gib():8.2f}G",
+                flush=True,
+            )
+
+
+def _random_batches(n: int) -> list[list[int]]:
+    order = list(range(n))
+    random.Random(0).shuffle(order)
+    return [order[i : i + 128] for i in range(0, n, 128)]
+
+
+if __name__ == "__main__":
+    main()

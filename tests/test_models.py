@@ -1,0 +1,220 @@
+"""The recurrent encoder-decoder: padding never changes an encoding, forward() agrees with the
+step-by-step decoding interface under every teacher-forcing ratio, and the paper's init."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seq2seq.config import ModelConfig
+from seq2seq.models import RecurrentState, Seq2Seq
+
+SRC_VOCAB, TGT_VOCAB, PAD = 23, 19, 1
+
+
+def make_model(cell: str = "lstm", *, init_range: float = 0.3, seed: int = 0) -> Seq2Seq:
+    """Two layers and dropout, so eval mode and the layer stacking both matter; a wide init so
+    that argmax choices differ from step to step."""
+    torch.manual_seed(seed)
+    config = ModelConfig(
+        cell=cell,
+        embedding_size=8,
+        hidden_size=16,
+        num_layers=2,
+        dropout=0.3,
+        init_range=init_range,
+    )
+    return Seq2Seq(config, SRC_VOCAB, TGT_VOCAB, src_pad=PAD, tgt_pad=PAD).eval()
+
+
+def random_ids(generator: torch.Generator, *shape: int, vocab: int) -> torch.Tensor:
+    """Ids that are never <pad> (ids 2.. vocab-1)."""
+    return torch.randint(2, vocab, shape, generator=generator)
+
+
+def targets(batch_size: int = 3, length: int = 9, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    tgt = random_ids(generator, batch_size, length, vocab=TGT_VOCAB)
+    tgt[:, 0] = 2  # <sos>
+    return tgt
+
+
+def sources(seed: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    src = random_ids(generator, 3, 7, vocab=SRC_VOCAB)
+    lengths = torch.tensor([7, 4, 6])
+    for row, length in enumerate(lengths.tolist()):
+        src[row, length:] = PAD
+    return src, lengths
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_padding_does_not_change_the_encoding(cell):
+    model = make_model(cell)
+    generator = torch.Generator().manual_seed(3)
+    sentence = random_ids(generator, 1, 4, vocab=SRC_VOCAB)
+    longer = random_ids(generator, 2, 9, vocab=SRC_VOCAB)
+    # The short sentence sits in the middle of the batch, padded from 4 to 9 tokens.
+    batch = torch.cat([longer[:1], torch.full((1, 9), PAD), longer[1:]])
+    batch[1, :4] = sentence[0]
+    lengths = torch.tensor([9, 4, 7])
+    batch[2, 7:] = PAD
+
+    alone = model.encode(sentence, torch.tensor([4]))
+    padded = model.encode(batch, lengths)
+
+    assert torch.allclose(padded.hidden[:, 1], alone.hidden[:, 0], atol=1e-6)
+    if cell == "lstm":
+        assert torch.allclose(padded.cell[:, 1], alone.cell[:, 0], atol=1e-6)
+    # Whatever stands in the padding is never read, not even a real token.
+    batch[1, 4:] = random_ids(generator, 5, vocab=SRC_VOCAB)
+    garbage = model.encode(batch, lengths)
+    assert torch.allclose(garbage.hidden[:, 1], alone.hidden[:, 0], atol=1e-6)
+    # ... while the sentence's own tokens are read: the check above can fail.
+    batch[1, 3] = (batch[1, 3] + 1 - 2) % (SRC_VOCAB - 2) + 2
+    changed = model.encode(batch, lengths)
+    assert not torch.allclose(changed.hidden[:, 1], alone.hidden[:, 0], atol=1e-6)
+
+
+def test_parameters_start_uniform_in_init_range():
+    model = make_model(init_range=0.05)
+    values = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert values.abs().max() <= 0.05
+    # Uniform over the whole range (not, say, PyTorch's default init or zeros).
+    assert values.abs().max() > 0.049
+    assert abs(values.mean().item()) < 0.002
+    assert values.std().item() == pytest.approx(0.05 / 3**0.5, rel=0.02)
+    # Biases and the <pad> embedding rows too: the paper initialises every parameter.
+    assert model.decoder.output.bias.abs().max() > 0.01
+    assert model.encoder.embedding.weight[PAD].abs().max() > 0.01
+
+
+def decode_by_steps(model, src, lengths, tgt, gold_steps) -> torch.Tensor:
+    """Log-probabilities (B, T-1, V) from decode_step: input t is tgt[:, t] where gold_steps[t],
+    else the previous step's argmax."""
+    state = model.encode(src, lengths)
+    token, outputs = tgt[:, 0], []
+    for t in range(tgt.size(1) - 1):
+        if t > 0:
+            token = tgt[:, t] if gold_steps[t] else outputs[-1].argmax(-1)
+        log_probs, state = model.decode_step(token, state)
+        outputs.append(log_probs)
+    return torch.stack(outputs, dim=1)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_teacher_forced_forward_equals_decode_steps_on_gold_inputs(cell):
+    model = make_model(cell)
+    src, lengths = sources()
+    tgt = targets()
+    tgt[1, 6:] = PAD  # a shorter target; padding is fed like any token, in both paths
+
+    with torch.no_grad():
+        logits = model(src, lengths, tgt, teacher_forcing_ratio=1.0)
+        expected = decode_by_steps(model, src, lengths, tgt, [True] * tgt.size(1))
+
+    assert logits.shape == (3, tgt.size(1) - 1, TGT_VOCAB)
+    assert torch.allclose(torch.log_softmax(logits, -1), expected, atol=1e-5)
+
+
+def test_free_running_forward_feeds_back_the_argmax():
+    model = make_model()
+    src, lengths = sources()
+    tgt = targets()
+
+    with torch.no_grad():
+        logits = model(src, lengths, tgt, teacher_forcing_ratio=0.0)
+        expected = decode_by_steps(model, src, lengths, tgt, [False] * tgt.size(1))
+        forced = model(src, lengths, tgt, teacher_forcing_ratio=1.0)
+
+    assert torch.allclose(torch.log_softmax(logits, -1), expected, atol=1e-5)
+    # Only <sos> is read from the target: another reference changes nothing...
+    with torch.no_grad():
+        other = model(src, lengths, targets(seed=7), teacher_forcing_ratio=0.0)
+    assert torch.allclose(other, logits, atol=1e-6)
+    # ... and the predictions differ from the gold inputs, so the two modes really differ.
+    assert not torch.allclose(forced, logits, atol=1e-3)
+
+
+def test_mixed_teacher_forcing_follows_the_generator_draws():
+    model = make_model()
+    src, lengths = sources()
+    tgt = targets(length=12)
+    steps = tgt.size(1) - 1
+
+    draws = torch.rand(steps, generator=torch.Generator().manual_seed(5)) < 0.5
+    assert draws[1:].any() and not draws[1:].all()  # the seed mixes gold and predicted inputs
+
+    with torch.no_grad():
+        first = model(src, lengths, tgt, 0.5, torch.Generator().manual_seed(5))
+        second = model(src, lengths, tgt, 0.5, torch.Generator().manual_seed(5))
+        expected = decode_by_steps(model, src, lengths, tgt, draws.tolist())
+        forced = model(src, lengths, tgt, 1.0)
+        free = model(src, lengths, tgt, 0.0)
+
+    assert first.shape == (3, steps, TGT_VOCAB)
+    assert torch.equal(first, second)
+    assert torch.allclose(torch.log_softmax(first, -1), expected, atol=1e-5)
+    assert not torch.allclose(first, forced, atol=1e-3)
+    assert not torch.allclose(first, free, atol=1e-3)
+
+
+def test_forward_uses_dropout_only_in_training_mode():
+    model = make_model()
+    src, lengths = sources()
+    tgt = targets()
+    with torch.no_grad():
+        evaluated = [model(src, lengths, tgt) for _ in range(2)]
+        model.train()
+        trained = [model(src, lengths, tgt) for _ in range(2)]
+    assert torch.equal(evaluated[0], evaluated[1])
+    assert not torch.allclose(trained[0], trained[1])
+
+
+def test_gru_state_has_no_cell():
+    model = make_model("gru")
+    src, lengths = sources()
+    state = model.encode(src, lengths)
+    assert state.cell is None
+    assert state.hidden.shape == (2, 3, 16)  # (L, B, H)
+    log_probs, state = model.decode_step(torch.full((3,), 2), state)
+    assert state.cell is None
+    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(3), atol=1e-5)
+    assert isinstance(state.as_rnn_state(), torch.Tensor)
+
+
+def test_lstm_state_carries_hidden_and_cell():
+    model = make_model("lstm")
+    src, lengths = sources()
+    state = model.encode(src, lengths)
+    assert state.hidden.shape == state.cell.shape == (2, 3, 16)
+    assert not torch.allclose(state.hidden, state.cell)
+    hidden, cell = state.as_rnn_state()
+    assert hidden is state.hidden and cell is state.cell
+
+
+def test_state_select_reorders_and_repeats_batch_entries():
+    hidden = torch.arange(2 * 3 * 4, dtype=torch.float).view(2, 3, 4)  # (L, B, H)
+    cell = -hidden
+    index = torch.tensor([2, 0, 0, 1])
+
+    selected = RecurrentState(hidden, cell).select(index)
+
+    assert selected.hidden.shape == (2, 4, 4)
+    for position, source in enumerate(index.tolist()):
+        assert torch.equal(selected.hidden[:, position], hidden[:, source])
+        assert torch.equal(selected.cell[:, position], cell[:, source])
+    assert RecurrentState(hidden, None).select(index).cell is None
+
+
+def test_selected_state_decodes_like_the_original_entries():
+    model = make_model()
+    src, lengths = sources()
+    state = model.encode(src, lengths)
+    tokens = torch.tensor([5, 6, 7])
+    log_probs, _ = model.decode_step(tokens, state)
+
+    index = torch.tensor([1, 1, 0])
+    selected_log_probs, _ = model.decode_step(tokens[index], state.select(index))
+
+    assert torch.allclose(selected_log_probs, log_probs[index], atol=1e-6)

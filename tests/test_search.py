@@ -1,0 +1,198 @@
+"""Greedy search: batched decoding equals a plain one-sentence-at-a-time argmax loop, stops at
+<eos> or at each sentence's own length limit, and never lets sentences affect each other."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from seq2seq.config import ModelConfig
+from seq2seq.models import Seq2Seq
+from seq2seq.search import greedy_search, max_lengths
+
+PAD, SOS, EOS = 1, 2, 3
+SRC_VOCAB, TGT_VOCAB = 17, 13
+
+
+@dataclass
+class ScriptState:
+    rows: torch.Tensor  # (B,) which script each batch entry follows
+    steps: torch.Tensor  # (B,) how many tokens it has emitted
+
+    def select(self, index: torch.Tensor) -> ScriptState:
+        return ScriptState(self.rows[index], self.steps[index])
+
+
+class ScriptedModel:
+    """Emits scripts[i][t] at step t for the sentence whose src[:, 1] is i (then <eos>), so the
+    right output is known. The chosen token's logit is 2 + t, every other logit 0."""
+
+    def __init__(self, scripts: list[list[int]]):
+        self.scripts = scripts
+        self.inputs: list[list[int]] = []  # the tokens each decode_step call was given
+
+    def encode(self, src, src_lengths):
+        return ScriptState(src[:, 1].clone(), torch.zeros(src.size(0), dtype=torch.long))
+
+    def decode_step(self, tokens, state):
+        self.inputs.append(tokens.tolist())
+        logits = torch.zeros(tokens.size(0), TGT_VOCAB)
+        for b, (row, step) in enumerate(
+            zip(state.rows.tolist(), state.steps.tolist(), strict=True)
+        ):
+            script = self.scripts[row]
+            logits[b, script[step] if step < len(script) else EOS] = 2.0 + step
+        return torch.log_softmax(logits, -1), ScriptState(state.rows, state.steps + 1)
+
+
+def scripted_log_prob(step: int) -> float:
+    """The log-probability ScriptedModel gives its chosen token at this step."""
+    logit = 2.0 + step
+    return logit - math.log(math.exp(logit) + TGT_VOCAB - 1)
+
+
+def scripted_batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    src = torch.tensor([[SOS, row, EOS] for row in range(n)])
+    return src, torch.full((n,), 3)
+
+
+def test_greedy_stops_at_eos_or_max_length_with_known_scores():
+    scripts = [
+        [5, 6, EOS, 7, 8],  # stops at <eos>; what follows is never emitted
+        [5, 6, 7, 8, 9, 10],  # cut at its max_length 3
+        [EOS],  # an empty translation
+        [9, 9, 9],  # <eos> would come at step 3, but max_length 3 ends it first
+        [4, 4, 4, 4, EOS],  # the longest: 5 steps
+    ]
+    model = ScriptedModel(scripts)
+    src, lengths = scripted_batch(len(scripts))
+
+    result = greedy_search(
+        model, src, lengths, sos=SOS, eos=EOS, max_length=torch.tensor([10, 3, 4, 3, 8])
+    )
+
+    assert result.tokens == [[5, 6], [5, 6, 7], [], [9, 9, 9], [4, 4, 4, 4]]
+    steps_scored = [3, 3, 1, 3, 5]  # <eos> is scored when it ends a sentence
+    expected = [sum(scripted_log_prob(t) for t in range(n)) for n in steps_scored]
+    assert result.scores == pytest.approx(expected, abs=1e-5)
+    # The batch stops once all sentences have, well before the largest max_length (10).
+    assert len(model.inputs) == 5
+
+
+def test_greedy_feeds_back_its_own_predictions():
+    model = ScriptedModel([[5, 6, 7, EOS], [8, 9, EOS]])
+    src, lengths = scripted_batch(2)
+    greedy_search(model, src, lengths, sos=SOS, eos=EOS, max_length=torch.tensor([6, 6]))
+    assert model.inputs[:3] == [[SOS, SOS], [5, 8], [6, 9]]
+    assert model.inputs[3][0] == 7
+
+
+def test_max_lengths_scales_the_source_length_and_caps_it():
+    lengths = max_lengths(torch.tensor([0, 3, 10, 20]), 1.5, 10)
+    assert lengths.tolist() == [10, 14, 25, 40]
+    assert max_lengths(torch.tensor([0, 3, 10, 20]), 1.5, 10, limit=20).tolist() == [10, 14, 20, 20]
+
+
+def real_model(eos_bias: float = 1.0) -> Seq2Seq:
+    """A random model whose output depends on the source: a wide init and a sharpened output
+    layer. `eos_bias` sets how soon it stops (1.0: some sentences at once, some after a few
+    tokens, some never); <sos> and <pad> are never likely, as in a trained model."""
+    torch.manual_seed(0)
+    config = ModelConfig(
+        embedding_size=8, hidden_size=16, num_layers=2, dropout=0.0, init_range=1.0
+    )
+    model = Seq2Seq(config, SRC_VOCAB, TGT_VOCAB, src_pad=PAD, tgt_pad=PAD).eval()
+    with torch.no_grad():
+        model.decoder.output.weight.mul_(3.0)
+        model.decoder.output.bias.zero_()
+        model.decoder.output.bias[EOS] = eos_bias
+        model.decoder.output.bias[[PAD, SOS]] = -10.0
+    return model
+
+
+def sentences(n: int, seed: int) -> list[list[int]]:
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(2, 9, (n,), generator=generator).tolist()
+    return [
+        torch.randint(4, SRC_VOCAB, (length,), generator=generator).tolist() for length in lengths
+    ]
+
+
+def padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    src = torch.full((len(rows), max(map(len, rows))), PAD)
+    for i, row in enumerate(rows):
+        src[i, : len(row)] = torch.tensor(row)
+    return src, torch.tensor([len(row) for row in rows])
+
+
+def greedy_one_at_a_time(model, rows: list[list[int]], limits: list[int]):
+    """The reference: one sentence, no batch, no padding, a plain loop."""
+    tokens, scores = [], []
+    for row, limit in zip(rows, limits, strict=True):
+        state = model.encode(torch.tensor([row]), torch.tensor([len(row)]))
+        token, out, score = torch.tensor([SOS]), [], 0.0
+        for _ in range(limit):
+            log_probs, state = model.decode_step(token, state)
+            score += log_probs.max().item()
+            token = log_probs.argmax(-1)
+            if token.item() == EOS:
+                break
+            out.append(token.item())
+        tokens.append(out)
+        scores.append(score)
+    return tokens, scores
+
+
+def test_greedy_equals_a_one_sentence_at_a_time_argmax_loop():
+    model = real_model()
+    rows = sentences(12, seed=1)
+    limits = [4, 9, 1, 12, 7, 3, 12, 10, 5, 8, 12, 2]
+
+    with torch.no_grad():
+        result = greedy_search(
+            model, *padded(rows), sos=SOS, eos=EOS, max_length=torch.tensor(limits)
+        )
+        expected_tokens, expected_scores = greedy_one_at_a_time(model, rows, limits)
+
+    assert result.tokens == expected_tokens
+    assert result.scores == pytest.approx(expected_scores, abs=1e-4)
+    # Both endings occur, so both are checked: some sentences stop at <eos>, some at their limit.
+    assert any(0 < len(t) < limit for t, limit in zip(result.tokens, limits, strict=True))
+    assert any(len(t) == limit for t, limit in zip(result.tokens, limits, strict=True))
+
+
+def test_outputs_stop_at_eos_and_hold_no_specials():
+    model = real_model()
+    rows = sentences(12, seed=2)
+    limits = torch.full((12,), 15)
+    result = greedy_search(model, *padded(rows), sos=SOS, eos=EOS, max_length=limits)
+    assert all(EOS not in t and SOS not in t for t in result.tokens)
+    assert any(0 < len(t) < 15 for t in result.tokens)  # some stopped at an <eos> they emitted
+
+
+def test_a_sentence_does_not_depend_on_the_rest_of_the_batch():
+    model = real_model()
+    rows = sentences(12, seed=1)
+    limits = [4, 9, 1, 12, 7, 3, 12, 10, 5, 8, 12, 2]
+    first = greedy_search(model, *padded(rows), sos=SOS, eos=EOS, max_length=torch.tensor(limits))
+    # The same sentences in reverse order, among new and longer neighbours with other limits.
+    neighbours = [*sentences(4, seed=9), [5] * 15]
+    batch = [*neighbours, *reversed(rows)]
+    batch_limits = [20, 1, 6, 30, 11, *reversed(limits)]
+    second = greedy_search(
+        model, *padded(batch), sos=SOS, eos=EOS, max_length=torch.tensor(batch_limits)
+    )
+    assert second.tokens[5:] == first.tokens[::-1]
+    assert second.scores[5:] == pytest.approx(first.scores[::-1], abs=1e-4)
+    assert len({tuple(t) for t in first.tokens}) > 3  # the sentences' outputs differ
+
+
+def test_every_sentence_keeps_its_own_max_length():
+    model = real_model(eos_bias=-20.0)  # never stops by itself
+    rows = sentences(6, seed=5)
+    limits = torch.tensor([1, 2, 5, 8, 3, 13])
+    result = greedy_search(model, *padded(rows), sos=SOS, eos=EOS, max_length=limits)
+    assert [len(t) for t in result.tokens] == limits.tolist()
