@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from seq2seq.errors import Seq2SeqError
+from seq2seq.errors import Seq2SeqError, TrainingInterrupted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             "score": _score,
         }
         return commands[args.command](args)
+    except TrainingInterrupted as error:
+        print(f"seq2seq: {error}", file=sys.stderr)
+        return 130
     except Seq2SeqError as error:
         print(f"seq2seq: error: {error}", file=sys.stderr)
         return 2

@@ -11,3 +11,11 @@ class DataError(Seq2SeqError):
 
 class CheckpointError(Seq2SeqError):
     """A checkpoint is missing, from elsewhere, or does not fit the data or other models."""
+
+
+class TrainingInterrupted(Seq2SeqError):
+    """Stopped by a signal after saving a resumable checkpoint."""
+
+
+class TrainingDiverged(Seq2SeqError):
+    """Training cannot go on: the loss keeps being non-finite, or memory runs out."""

@@ -12,6 +12,8 @@ import json
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -25,11 +27,15 @@ from seq2seq.config import Config, ConfigError, config_to_dict
 from seq2seq.data.batching import bucket_batches, iterate, padding_share
 from seq2seq.data.dataset import build_vocabs, load_split, numericalize
 from seq2seq.data.tokenizer import Tokenizer
-from seq2seq.errors import CheckpointError
+from seq2seq.errors import CheckpointError, TrainingDiverged, TrainingInterrupted
 from seq2seq.evaluate import DecodeSettings, best_translations, bleu_scores, corpus_loss, perplexity
 from seq2seq.models import build_model
 
 log = logging.getLogger(__name__)
+
+MAX_BAD_STEPS_IN_ROW = 5  # non-finite losses in a row before training gives up
+MAX_OOM_BATCHES = 20  # GPU batches skipped for memory before training gives up
+
 
 # Config keys that may change when a run is resumed.
 RESUMABLE_CHANGES = {"resume", "overwrite", "train.epochs", "device", "train.num_threads"}
@@ -101,6 +107,10 @@ class Trainer:
         self.rng = random.Random(config.seed)  # batch order
         self.generator = torch.Generator().manual_seed(config.seed)  # teacher-forcing draws
         self.epoch, self.step = 0, 0
+        self.position = 0  # batches of the current epoch already trained on
+        self.epoch_rng = self.rng.getstate()  # the batch-order RNG when the epoch began
+        self.epoch_loss, self.epoch_tokens = 0.0, 0
+        self.bad_steps = self.bad_steps_in_row = self.oom_batches = 0
         self.best = None
         if config.resume:
             self._resume()
@@ -135,10 +145,27 @@ class Trainer:
             raise ConfigError(f"cannot resume: the data gives other vocabularies than {last.path}")
         self.model.load_state_dict(last.model.state_dict())
         state = checkpoint.load_training_state(last.path, self.optimizer)
-        self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
+        for key in (
+            "epoch",
+            "step",
+            "position",
+            "best",
+            "epoch_loss",
+            "epoch_tokens",
+            "bad_steps",
+            "oom_batches",
+        ):
+            setattr(self, key, state[key])
+        self.epoch_rng = _tuplify(state["epoch_rng"])
         self.rng.setstate(_tuplify(state["batch_rng"]))
         self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        random.setstate(_tuplify(state["python_rng"]))
+        np.random.set_state(_numpy_unstate(state["numpy_rng"]))
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(
+                [torch.tensor(s, dtype=torch.uint8) for s in state["cuda_rng"]]
+            )
         log.info("resumed %s at epoch %d, step %d", self.run_dir, self.epoch, self.step)
 
     def train(self) -> dict:
@@ -149,23 +176,13 @@ class Trainer:
         (self.run_dir / "config.yaml").write_text(
             yaml.safe_dump(config_to_dict(config), sort_keys=False)
         )
-        steps_per_epoch = len(
-            bucket_batches(
-                self.train_examples,
-                size=train.batch_size,
-                unit=train.batch_unit,
-                rng=random.Random(0),
-            )
-        )
+        steps_per_epoch = len(self._epoch_batches(random.Random(0)))
         total_steps = round(train.epochs * steps_per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda step: lr_factor(config, step, steps_per_epoch),
             last_epoch=self.step - 1,
         )
-        criterion = torch.nn.CrossEntropyLoss(ignore_index=self.tgt_vocab.pad)
-        autocast = self._autocast()
-        record = {}
         log.info(
             "training %s on %s: %d examples, %d steps per epoch, vocabularies %d / %d",
             config.name,
@@ -175,28 +192,48 @@ class Trainer:
             len(self.src_vocab),
             len(self.tgt_vocab),
         )
-        while self.step < total_steps:
-            self.epoch += 1
-            batches = bucket_batches(
-                self.train_examples, size=train.batch_size, unit=train.batch_unit, rng=self.rng
-            )
-            batches = batches[: total_steps - self.step]
-            self.model.train()
-            started, loss_sum, tokens = time.perf_counter(), 0.0, 0
-            progress = tqdm(
-                iterate(
-                    self.train_examples,
-                    batches,
-                    self.src_vocab.pad,
-                    self.tgt_vocab.pad,
-                    pin=self.device.type == "cuda",
-                ),
-                total=len(batches),
-                desc=f"epoch {self.epoch}",
-                leave=False,
-            )
-            for batch in progress:
-                batch = batch.to(self.device)
+        record = {}
+        with _stop_on_signals() as stop:
+            while self.step < total_steps:
+                if self.position == 0:  # a new epoch; else resume inside the saved one
+                    self.epoch += 1
+                    self.epoch_rng = self.rng.getstate()
+                    self.epoch_loss, self.epoch_tokens = 0.0, 0
+                self.rng.setstate(self.epoch_rng)
+                batches = self._epoch_batches(self.rng)
+                end = min(len(batches), self.position + total_steps - self.step)
+                started = time.perf_counter()
+                self._run_batches(batches[self.position : end], scheduler, stop)
+                seconds = time.perf_counter() - started
+                record = self._record(batches, seconds)
+                if self.position == len(batches):
+                    self.position = 0
+                self._save(record)
+                self._log(record)
+        return record
+
+    def _epoch_batches(self, rng: random.Random) -> list[list[int]]:
+        train = self.config.train
+        return bucket_batches(
+            self.train_examples, size=train.batch_size, unit=train.batch_unit, rng=rng
+        )
+
+    def _run_batches(self, batches: list[list[int]], scheduler, stop: dict) -> None:
+        """Train on these batches, saving and stopping cleanly if a signal asks to."""
+        train = self.config.train
+        criterion = torch.nn.CrossEntropyLoss(ignore_index=self.tgt_vocab.pad)
+        autocast = self._autocast()
+        self.model.train()
+        pin = self.device.type == "cuda"
+        batch_iter = iterate(
+            self.train_examples, batches, self.src_vocab.pad, self.tgt_vocab.pad, pin=pin
+        )
+        progress = tqdm(
+            batch_iter, total=len(batches), desc=f"epoch {self.epoch}", leave=False, disable=None
+        )
+        for batch in progress:
+            batch = batch.to(self.device)
+            try:
                 with autocast:
                     logits = self.model(
                         batch.src,
@@ -209,31 +246,81 @@ class Trainer:
                 loss = criterion(logits.float().flatten(0, 1), batch.tgt[:, 1:].flatten())
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.clip_norm)
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.clip_norm)
+            except torch.OutOfMemoryError:
+                self._out_of_memory(batch)
+                loss = norm = None
+            # One host sync per step is the price of the running loss and of the finiteness
+            # check; it is negligible beside a training step on CPU and small on GPU.
+            loss_value = float("nan") if loss is None else loss.item()
+            if loss is not None and self._finite(loss_value, norm):
                 self.optimizer.step()
-                scheduler.step()
-                self.step += 1
-                # One host sync per step is the price of the running loss in the progress bar;
-                # it is negligible beside a training step on CPU and small on GPU.
-                loss_value = loss.item()
-                loss_sum += loss_value * batch.num_target_tokens
-                tokens += batch.num_target_tokens
-                progress.set_postfix(loss=f"{loss_value:.3f}")
-            seconds = time.perf_counter() - started
-            record = {
-                "epoch": self.epoch,
-                "step": self.step,
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "train_loss": loss_sum / max(tokens, 1),
-                "train_ppl": perplexity(loss_sum / max(tokens, 1)),
-                "padding": padding_share(self.train_examples, batches),
-                "seconds": seconds,
-                "tokens_per_second": tokens / seconds,
-                **self.validate(),
-            }
-            self._save(record)
-            self._log(record)
-        return record
+                self.epoch_loss += loss_value * batch.num_target_tokens
+                self.epoch_tokens += batch.num_target_tokens
+            scheduler.step()
+            self.step += 1
+            self.position += 1
+            progress.set_postfix(loss=f"{loss_value:.3f}")
+            if stop["signal"]:
+                self._save({"interrupted": stop["signal"]})
+                raise TrainingInterrupted(
+                    f"stopped by {stop['signal']} at epoch {self.epoch}, step {self.step}; "
+                    f"the state is saved in {self.run_dir / 'last'}: continue with "
+                    f"seq2seq train CONFIG name={self.config.name} resume=true"
+                )
+
+    def _finite(self, loss_value: float, norm: torch.Tensor) -> bool:
+        """Skip the update of a non-finite loss or gradient; give up after several in a row."""
+        if math.isfinite(loss_value) and bool(torch.isfinite(norm)):
+            self.bad_steps_in_row = 0
+            return True
+        self.bad_steps += 1
+        self.bad_steps_in_row += 1
+        log.warning(
+            "step %d: non-finite loss or gradient (%s); update skipped", self.step, loss_value
+        )
+        if self.bad_steps_in_row >= MAX_BAD_STEPS_IN_ROW:
+            raise TrainingDiverged(
+                f"{self.bad_steps_in_row} steps in a row had a non-finite loss or gradient "
+                f"(step {self.step}); lower train.lr or train.clip_norm, or use "
+                f"train.precision=float32, and start again"
+            )
+        return False
+
+    def _out_of_memory(self, batch) -> None:
+        if self.device.type != "cuda":
+            raise TrainingDiverged(
+                f"out of memory on a batch of {batch.src.size(0)} sentences; lower "
+                f"train.batch_size (or use train.batch_unit=tokens)"
+            )
+        self.oom_batches += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()
+        log.warning(
+            "step %d: out of GPU memory on a batch of %d sentences; batch skipped",
+            self.step,
+            batch.src.size(0),
+        )
+        if self.oom_batches > MAX_OOM_BATCHES:
+            raise TrainingDiverged(
+                f"out of GPU memory on {self.oom_batches} batches; lower train.batch_size"
+            )
+
+    def _record(self, batches: list[list[int]], seconds: float) -> dict:
+        loss = self.epoch_loss / max(self.epoch_tokens, 1)
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": loss,
+            "train_ppl": perplexity(loss),
+            "padding": padding_share(self.train_examples, batches),
+            "seconds": seconds,
+            "tokens_per_second": self.epoch_tokens / seconds if seconds else 0.0,
+            "skipped_steps": self.bad_steps,
+            "oom_batches": self.oom_batches,
+            **self.validate(),
+        }
 
     def validate(self) -> dict:
         pad, device = self.tgt_vocab.pad, self.device
@@ -266,23 +353,18 @@ class Trainer:
         }
 
     def _save(self, record: dict) -> None:
+        """Save last/ (resumable at this exact step) and, if the metric improved, best/."""
         metric = self.config.train.best_metric
-        value = record[metric]
-        # BLEU is better higher, losses lower; a NaN never becomes the best.
-        score = value if metric == "val_bleu" else -value
-        improved = math.isfinite(score) and (self.best is None or score > self.best)
-        if improved:
-            self.best = score
+        improved = False
+        if metric in record:
+            # BLEU is better higher, losses lower; a NaN never becomes the best.
+            score = record[metric] if metric == "val_bleu" else -record[metric]
+            improved = math.isfinite(score) and (self.best is None or score > self.best)
+            if improved:
+                self.best = score
+            record["best"] = improved
         vocabs = (self.src_vocab, self.tgt_vocab)
         meta = {"epoch": self.epoch, "step": self.step, "metrics": record}
-        trainer_state = {
-            "epoch": self.epoch,
-            "step": self.step,
-            "best": self.best,
-            "batch_rng": self.rng.getstate(),
-            "generator": self.generator.get_state().tolist(),
-            "torch_rng": torch.get_rng_state().tolist(),
-        }
         checkpoint.save(
             self.run_dir / "last",
             self.model,
@@ -290,11 +372,32 @@ class Trainer:
             vocabs,
             meta,
             optimizer=self.optimizer,
-            trainer_state=trainer_state,
+            trainer_state=self._state(),
         )
         if improved:
             checkpoint.save(self.run_dir / "best", self.model, self.config, vocabs, meta)
-        record["best"] = improved
+
+    def _state(self) -> dict:
+        """Everything beyond weights and optimizer that an exact resume needs."""
+        state = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "position": self.position,
+            "best": self.best,
+            "epoch_rng": self.epoch_rng,
+            "batch_rng": self.rng.getstate(),
+            "epoch_loss": self.epoch_loss,
+            "epoch_tokens": self.epoch_tokens,
+            "bad_steps": self.bad_steps,
+            "oom_batches": self.oom_batches,
+            "generator": self.generator.get_state().tolist(),
+            "torch_rng": torch.get_rng_state().tolist(),
+            "python_rng": random.getstate(),
+            "numpy_rng": _numpy_state(),
+        }
+        if torch.cuda.is_available():
+            state["cuda_rng"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+        return state
 
     def _log(self, record: dict) -> None:
         with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as handle:
@@ -312,6 +415,38 @@ class Trainer:
         if self.config.train.precision == "bfloat16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+
+def _numpy_state() -> list:
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    return [name, keys.tolist(), position, has_gauss, gauss]
+
+
+def _numpy_unstate(state: list) -> tuple:
+    name, keys, position, has_gauss, gauss = state
+    return name, np.array(keys, dtype=np.uint32), position, has_gauss, gauss
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGINT (Ctrl-C) and SIGTERM ask the loop to stop after the current step, so the saved
+    state is always a whole step; a second Ctrl-C stops at once."""
+    stop = {"signal": None}
+
+    def request(number, frame):
+        if stop["signal"] and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop["signal"] = signal.Signals(number).name
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signals can only be handled in the main thread
+        return
+    previous = {s: signal.signal(s, request) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _tuplify(value):

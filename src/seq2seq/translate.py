@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from seq2seq.checkpoint import Checkpoint
@@ -9,6 +11,8 @@ from seq2seq.data.dataset import Example, encode_source, encode_target
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.evaluate import DecodeSettings, decode_examples, score_examples
 from seq2seq.search import Scored
+
+log = logging.getLogger(__name__)
 
 
 class Translator:
@@ -28,6 +32,14 @@ class Translator:
         ckpt, vocab = self.ckpt, self.ckpt.tgt_vocab
         lines = _strip(lines)
         tokens = self.src_tokenizer.tokenize_many(lines)
+        limit = ckpt.config.data.max_length
+        too_long = sum(len(t) > limit for t in tokens)
+        if too_long:  # encode_source truncates them: long inputs never exhaust memory
+            log.warning(
+                "%d input lines have more than data.max_length=%d tokens and were truncated to it",
+                too_long,
+                limit,
+            )
         keep = [i for i, line in enumerate(lines) if line.strip()]
         examples = [self._example(tokens[i], []) for i in keep]
         empty = [("", Scored([], 0.0, 0.0))] * self.settings.n_best

@@ -46,7 +46,10 @@ class Ensemble(nn.Module):
         """Averaged log-probabilities (B, T-1, V); they serve as logits for cross-entropy."""
         state = self.encode(src, src_lengths)
         steps = tgt.size(1) - 1
-        gold = (torch.rand(steps, generator=generator) < teacher_forcing_ratio).tolist()
+        if teacher_forcing_ratio <= 0.0:  # no draw: evaluation must not move the RNG
+            gold = [False] * steps
+        else:
+            gold = (torch.rand(steps, generator=generator) < teacher_forcing_ratio).tolist()
         outputs, token = [], tgt[:, 0]
         for t in range(steps):
             if t > 0:  # input t is the true token or, as the draw says, the previous prediction

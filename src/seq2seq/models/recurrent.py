@@ -135,7 +135,10 @@ class Seq2Seq(nn.Module):
         steps = inputs.size(1)
         if teacher_forcing_ratio >= 1.0:
             return self.decoder(inputs, state)[0]
-        gold = (torch.rand(steps, generator=generator) < teacher_forcing_ratio).tolist()
+        if teacher_forcing_ratio <= 0.0:  # no draw: evaluation must not move the RNG
+            gold = [False] * steps
+        else:
+            gold = (torch.rand(steps, generator=generator) < teacher_forcing_ratio).tolist()
         starts = [t for t in range(1, steps) if not gold[t]]  # input 0 is always <sos>
         bounds = list(zip([0, *starts], [*starts, steps], strict=True))
         pieces = []
