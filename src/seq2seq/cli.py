@@ -85,7 +85,8 @@ def _decoding_options(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[],
         metavar="RUN",
-        help="more runs or checkpoints, decoded as an ensemble with RUN",
+        help="more runs or checkpoints, decoded as an ensemble with RUN; they take every "
+        "argument up to the next option, so give sentences before them",
     )
     parser.add_argument("--beam-size", type=int, default=1, help="1 is greedy (default)")
     parser.add_argument(
@@ -188,6 +189,11 @@ def _translate(args) -> int:
         lines = args.sentences
     elif args.input:
         lines = _read_input(Path(args.input))
+    elif getattr(sys.stdin, "isatty", lambda: False)():
+        raise Seq2SeqError(
+            "nothing to translate: give sentences (before any --checkpoints), --input FILE, "
+            "or pipe text to standard input"
+        )
     else:
         lines = _decode_stdin()
     ckpt, device = _load(args)

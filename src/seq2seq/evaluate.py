@@ -20,7 +20,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from seq2seq.data.batching import iterate, sorted_batches
 from seq2seq.data.dataset import Example
 from seq2seq.data.tokenizer import Tokenizer
-from seq2seq.search import Scored, beam_search, greedy_search, max_lengths
+from seq2seq.search import Scored, beam_search, greedy_search, length_penalty, max_lengths
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,14 @@ def decode_examples(
             batch.src_lengths - 2, settings.max_length_a, settings.max_length_b, settings.max_length
         )
         batch = batch.to(device)
-        if settings.beam_size == 1:
+        if settings.beam_size == 1 and settings.min_length == 0:  # greedy is beam 1, faster
             greedy = greedy_search(
                 model, batch.src, batch.src_lengths, sos=sos, eos=eos, max_length=limits
             )
-            nbest = [[Scored(t, s, s)] for t, s in zip(greedy.tokens, greedy.scores, strict=True)]
+            nbest = [
+                [Scored(t, s, s / length_penalty(len(t) + (len(t) < limit), settings.alpha))]
+                for t, s, limit in zip(greedy.tokens, greedy.scores, limits.tolist(), strict=True)
+            ]
         else:
             nbest = beam_search(
                 model,

@@ -1,6 +1,8 @@
 """An ensemble of models behind the same decoding interface (Sutskever et al. 2014, section
 3.6: an ensemble of 5 reversed LSTMs gave their best result). The ensemble's log-probability of
-a token is the average of its members' log-probabilities."""
+a token is the average of its members' log-probabilities, renormalised over the vocabulary (a
+normalised geometric mean of the members' distributions), so that ensemble scores, losses and
+perplexities are those of a proper distribution; renormalising never changes a step's ranking."""
 
 from __future__ import annotations
 
@@ -32,7 +34,11 @@ class Ensemble(nn.Module):
         outputs = [
             m.decode_step(tokens, s) for m, s in zip(self.models, state.members, strict=True)
         ]
-        log_probs = torch.stack([lp for lp, _ in outputs]).mean(dim=0)  # (B, V)
+        if len(outputs) == 1:
+            log_probs = outputs[0][0]
+        else:
+            mean = torch.stack([lp for lp, _ in outputs]).mean(dim=0)  # (B, V)
+            log_probs = torch.log_softmax(mean, dim=-1)
         return log_probs, EnsembleState([s for _, s in outputs])
 
     def forward(

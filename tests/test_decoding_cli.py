@@ -1,0 +1,267 @@
+"""Decoding from the command line on a run trained once for the module: n-best output and its
+format, beam size 1 as greedy, ensembles through --checkpoints, evaluate with a beam, and
+`score`, whose log-probabilities agree with the model stepped by hand and with `translate`."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import math
+import re
+import shutil
+import sys
+import types
+import unicodedata
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import MULTI30K
+
+from seq2seq import checkpoint
+from seq2seq.cli import main
+from seq2seq.data.dataset import encode_source
+from seq2seq.evaluate import DecodeSettings
+from seq2seq.translate import Translator
+
+TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+SOURCES = ["Ein Mann.", "Zwei Hunde spielen im Schnee.", "Eine Frau sitzt auf einer Bank."]
+NBEST = re.compile(r"(\d+) \|\|\| (.*) \|\|\| (-?\d+\.\d{4}) \|\|\| (-?\d+\.\d{4})")
+
+
+def cli(argv: list) -> int:
+    """main(), with argparse's own exits turned into their exit code."""
+    try:
+        return main([str(arg) for arg in argv])
+    except SystemExit as exit_:
+        return exit_.code
+
+
+@contextlib.contextmanager
+def isolated(cache: Path):
+    """What conftest's isolated_cache does, for module-scoped fixtures."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEQ2SEQ_CACHE", str(cache))
+        patch.delenv("SEQ2SEQ_DATA", raising=False)
+        patch.setenv("SEQ2SEQ_MULTI30K_URL", "http://127.0.0.1:9/unreachable/")
+        yield
+
+
+def read_gz(name: str, n: int) -> list[str]:
+    with gzip.open(MULTI30K / name, "rt", encoding="utf-8") as handle:
+        return [unicodedata.normalize("NFC", next(handle).rstrip("\n")) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> types.SimpleNamespace:
+    """The first 12 pairs of the 2016 test set as a split `small` of plain files."""
+    if not (MULTI30K / "train.de.gz").is_file():
+        pytest.fail(f"shared Multi30k data not found at {MULTI30K}; set SEQ2SEQ_TEST_DATA")
+    folder = tmp_path_factory.mktemp("small")
+    src, tgt = read_gz("test_2016_flickr.de.gz", 12), read_gz("test_2016_flickr.en.gz", 12)
+    (folder / "small.de").write_text("\n".join(src) + "\n", encoding="utf-8")
+    (folder / "small.en").write_text("\n".join(tgt) + "\n", encoding="utf-8")
+    return types.SimpleNamespace(dir=folder, src=src, tgt=tgt)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, small) -> Path:
+    """The tiny config on 500 pairs for one epoch; validated on `small` to save time."""
+    output_dir = tmp_path_factory.mktemp("runs")
+    argv = ["train", TINY, f"output_dir={output_dir}", f"data.dir={MULTI30K}"]
+    argv += ["data.train_limit=500", "train.epochs=1", f"data.valid={small.dir / 'small'}"]
+    with isolated(tmp_path_factory.getbasetemp() / "cache"):
+        assert cli(argv) == 0
+    return output_dir / "tiny"
+
+
+@pytest.fixture(scope="module")
+def copy(trained, tmp_path_factory) -> Path:
+    """A second run directory holding the same model."""
+    target = tmp_path_factory.mktemp("copy") / "tiny"
+    shutil.copytree(trained, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def ckpt(trained):
+    loaded = checkpoint.load(trained)
+    loaded.model.eval()
+    return loaded
+
+
+def run(capsys, *argv) -> list[str]:
+    code = cli(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out.splitlines()
+
+
+def assert_error(capsys, code: int, *fragments: str) -> None:
+    """Exit code 2 and exactly one stderr line, 'seq2seq: error: ...', naming the problem."""
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("seq2seq: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def parse_nbest(lines: list[str]) -> list[tuple[int, str, float, float]]:
+    parsed = []
+    for line in lines:
+        match = NBEST.fullmatch(line)
+        assert match, line
+        parsed.append((int(match[1]), match[2], float(match[3]), float(match[4])))
+    return parsed
+
+
+def source_ids(ckpt, line: str) -> list[int]:
+    tokens = Translator(ckpt, torch.device("cpu")).src_tokenizer(line)
+    return encode_source(tokens, ckpt.src_vocab, ckpt.config.data)
+
+
+def step_by_hand(ckpt, line: str, tokens: list[int], end: bool) -> float:
+    """log P(tokens [<eos>] | line), one decode_step at a time."""
+    src = torch.tensor([source_ids(ckpt, line)])
+    state = ckpt.model.encode(src, torch.tensor([src.size(1)]))
+    vocab, total, previous = ckpt.tgt_vocab, 0.0, ckpt.tgt_vocab.sos
+    with torch.no_grad():
+        for token in [*tokens, *([vocab.eos] if end else [])]:
+            log_probs, state = ckpt.model.decode_step(torch.tensor([previous]), state)
+            total += log_probs[0, token].item()
+            previous = token
+    return total
+
+
+def limit(ckpt, line: str) -> int:
+    """The default output limit: 1.5 x source tokens + 10."""
+    return int((len(source_ids(ckpt, line)) - 2) * 1.5) + 10
+
+
+def test_translate_n_best_prints_line_text_logprob_score(trained, ckpt, capsys):
+    lines = run(capsys, "translate", trained, "--beam-size", "4", "--n-best", "3", "Ein Mann.", "")
+
+    parsed = parse_nbest(lines)
+    assert [number for number, *_ in parsed] == [0, 0, 0, 1, 1, 1]
+    assert parsed[3:] == [(1, "", 0.0, 0.0)] * 3  # an empty input gives empty translations
+    found = Translator(ckpt, torch.device("cpu"), DecodeSettings(beam_size=4, n_best=3)).nbest(
+        ["Ein Mann."]
+    )[0]
+    assert len({tuple(h.tokens) for _, h in found}) == 3
+    log_probs = [log_prob for _, _, log_prob, _ in parsed[:3]]
+    assert log_probs == sorted(log_probs, reverse=True)
+    for (_, text, log_prob, score), (expected_text, h) in zip(parsed[:3], found, strict=True):
+        assert text == expected_text and text
+        assert score == log_prob  # alpha 0: ranked by log-probability
+        end = len(h.tokens) < limit(ckpt, "Ein Mann.")
+        assert log_prob == pytest.approx(step_by_hand(ckpt, "Ein Mann.", h.tokens, end), abs=2e-4)
+
+
+def test_translate_n_best_with_a_length_penalty(trained, ckpt, capsys):
+    argv = ["--beam-size", "3", "--n-best", "2", "--alpha", "0.6", SOURCES[1]]
+    parsed = parse_nbest(run(capsys, "translate", trained, *argv))
+    settings = DecodeSettings(beam_size=3, n_best=2, alpha=0.6)
+    found = Translator(ckpt, torch.device("cpu"), settings).nbest([SOURCES[1]])[0]
+    assert [text for _, text, _, _ in parsed] == [text for text, _ in found]
+    for (_, _, log_prob, score), (_, h) in zip(parsed, found, strict=True):
+        length = len(h.tokens) + (1 if len(h.tokens) < limit(ckpt, SOURCES[1]) else 0)
+        assert score == pytest.approx(log_prob / ((5 + length) / 6) ** 0.6, abs=2e-4)
+    assert parsed[0][3] >= parsed[1][3]
+
+
+def test_translate_max_length_holds_with_a_beam(trained, capsys):
+    lines = run(capsys, "translate", trained, "--beam-size", "3", "--max-length", "3", *SOURCES)
+    assert len(lines) == 3 and all(1 <= len(line.split()) <= 3 for line in lines)
+
+
+def test_beam_size_one_is_the_default_greedy(trained, capsys):
+    greedy = run(capsys, "translate", trained, *SOURCES, "")
+    assert run(capsys, "translate", trained, "--beam-size", "1", *SOURCES, "") == greedy
+    assert len(greedy) == 4 and all(greedy[:3]) and greedy[3] == ""
+
+
+def test_n_best_above_beam_size_is_an_error(trained, capsys):
+    code = cli(["translate", trained, "--n-best", "3", "--beam-size", "2", "Ein Mann."])
+    assert_error(capsys, code, "--n-best must be between 1 and --beam-size (got 3)")
+
+
+@pytest.mark.parametrize("options", [[], ["--beam-size", "3", "--n-best", "2"]])
+def test_an_ensemble_of_a_run_and_its_copy_translates_like_the_run(trained, copy, capsys, options):
+    alone = run(capsys, "translate", trained, *options, *SOURCES)
+    assert run(capsys, "translate", trained, *SOURCES, *options, "--checkpoints", copy) == alone
+
+
+def test_sentences_go_before_checkpoints(trained, copy, capsys, monkeypatch):
+    """--checkpoints takes every argument up to the next option (documented), so sentences go
+    first; given after it, they are read as checkpoint paths and refused by name."""
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(b"")))
+    alone = run(capsys, "translate", trained, *SOURCES)
+    assert run(capsys, "translate", trained, *SOURCES, "--checkpoints", copy) == alone
+    assert main(["translate", str(trained), "--checkpoints", str(copy), SOURCES[0]]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and f"checkpoint {SOURCES[0]} does not exist" in error
+
+
+def test_evaluate_an_ensemble_with_a_beam(trained, copy, small, capsys, tmp_path):
+    split = ["--split", "small", "--data-dir", small.dir, "--beam-size", "2", "--json"]
+    output = tmp_path / "small.out"
+    ensemble = json.loads("\n".join(run(capsys, "evaluate", trained, copy, *split)))
+    alone = json.loads("\n".join(run(capsys, "evaluate", trained, *split, "--output", output)))
+
+    assert ensemble["sentences"] == alone["sentences"] == 12
+    for key in ("loss", "free_loss", "bleu", "chrf", "bleu_tokenized"):
+        assert ensemble[key] == pytest.approx(alone[key], abs=1e-5), key
+    assert math.isfinite(alone["loss"]) and alone["ppl"] > 1
+    # evaluate's translations are translate's, with the same beam.
+    translated = run(capsys, "translate", trained, "--beam-size", "2", *small.src)
+    assert output.read_text(encoding="utf-8").splitlines() == translated
+
+
+def test_score_agrees_with_stepping_by_hand_and_with_translate(
+    trained, copy, small, ckpt, capsys, tmp_path
+):
+    nbest = parse_nbest(
+        run(capsys, "translate", trained, "--beam-size", "2", "--n-best", "2", *SOURCES)
+    )
+    best = nbest[::2]  # each source's best hypothesis
+    sources = [*SOURCES, small.src[0], small.src[1]]
+    targets = [text for _, text, _, _ in best] + [small.tgt[0], ""]
+    (tmp_path / "src").write_text("\n".join(sources) + "\n", encoding="utf-8")
+    (tmp_path / "tgt").write_text("\n".join(targets) + "\n", encoding="utf-8")
+    files = ["--source", tmp_path / "src", "--target", tmp_path / "tgt"]
+
+    lines = run(capsys, "score", trained, *files)
+
+    assert all(re.fullmatch(r"-\d+\.\d{4}", line) for line in lines), lines
+    scores = [float(line) for line in lines]
+    assert len(scores) == len(sources)
+    translator = Translator(ckpt, torch.device("cpu"))
+    for source, target, score in zip(sources, targets, scores, strict=True):
+        tokens = ckpt.tgt_vocab.encode(translator.tgt_tokenizer(target))
+        assert score == pytest.approx(step_by_hand(ckpt, source, tokens, True), abs=2e-4)
+    # On the model's own output, score adds only the <eos> that translate's cut-off left out.
+    settings = DecodeSettings(beam_size=2, n_best=2)
+    found = Translator(ckpt, torch.device("cpu"), settings).nbest(SOURCES)
+    for (_, text, log_prob, _), hypotheses, source, score in zip(
+        best, found, SOURCES, scores, strict=False
+    ):
+        h = hypotheses[0][1]
+        assert ckpt.tgt_vocab.encode(translator.tgt_tokenizer(text)) == h.tokens  # round trip
+        eos = 0.0
+        if len(h.tokens) == limit(ckpt, source):  # cut at its limit, without <eos>
+            with_eos = step_by_hand(ckpt, source, h.tokens, True)
+            eos = with_eos - step_by_hand(ckpt, source, h.tokens, False)
+        assert score == pytest.approx(log_prob + eos, abs=3e-4)
+    # A run and its copy as an ensemble score alike.
+    assert run(capsys, "score", trained, "--checkpoints", copy, *files) == lines
+
+
+def test_score_refuses_files_of_different_lengths(trained, capsys, tmp_path):
+    (tmp_path / "src").write_text("Ein Mann.\nZwei Hunde.\nDrei Katzen.\n", encoding="utf-8")
+    (tmp_path / "tgt").write_text("A man.\nTwo dogs.\n", encoding="utf-8")
+    code = cli(["score", trained, "--source", tmp_path / "src", "--target", tmp_path / "tgt"])
+    assert_error(capsys, code, "--source has 3 lines but --target has 2")
