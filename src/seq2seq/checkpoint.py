@@ -25,7 +25,7 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from seq2seq.config import Config, ConfigError, config_from_dict, config_to_dict
+from seq2seq.config import Config, ConfigError, config_from_dict, config_to_dict, one_line
 from seq2seq.data.vocab import Vocab
 from seq2seq.errors import CheckpointError
 from seq2seq.models import Seq2Seq, build_model
@@ -134,7 +134,7 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
     try:
         config = config_from_dict(yaml.safe_load((path / "config.yaml").read_text()))
     except (OSError, yaml.YAMLError, ConfigError) as error:
-        raise CheckpointError(f"{path}/config.yaml is unusable: {error}") from None
+        raise CheckpointError(f"{path}/config.yaml is unusable: {one_line(error)}") from None
     vocab = _read_json(path / "vocab.json")
     try:
         src_vocab, tgt_vocab = Vocab(vocab["src"]), Vocab(vocab["tgt"])
@@ -165,8 +165,20 @@ def load_training_state(path: Path, optimizer: torch.optim.Optimizer) -> dict[st
     if not (path / "optimizer.safetensors").is_file():
         raise CheckpointError(f"{path} is not resumable (no optimizer state); resume from last/")
     state = _read_json(path / "trainer.json")
-    tensors = load_file(path / "optimizer.safetensors")
-    optimizer.load_state_dict(_join_optimizer_state(tensors, state.pop("optimizer")))
+    try:
+        tensors = load_file(path / "optimizer.safetensors")
+    except (OSError, SafetensorError) as error:
+        raise CheckpointError(
+            f"{path}/optimizer.safetensors is not a readable safetensors file ({error}); "
+            f"the checkpoint is damaged or was not written by seq2seq"
+        ) from None
+    try:
+        optimizer.load_state_dict(_join_optimizer_state(tensors, state.pop("optimizer")))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(
+            f"{path}/trainer.json and optimizer.safetensors do not hold this run's optimizer "
+            f"state ({type(error).__name__}: {error}); the checkpoint is damaged"
+        ) from None
     return state
 
 

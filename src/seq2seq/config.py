@@ -109,7 +109,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as error:
-            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+            raise ConfigError(f"config file {path} is not valid YAML: {one_line(error)}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path} must hold a mapping of keys to values")
     for override in overrides:
@@ -127,6 +127,11 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
             ) from None
         _set_dotted(raw, key.strip(), parsed)
     return config_from_dict(raw)
+
+
+def one_line(error: Exception) -> str:
+    """A parser's multi-line message as one line, for the CLI's one-line errors."""
+    return " ".join(str(error).split())
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import signal
 import threading
 import time
@@ -38,7 +39,16 @@ MAX_OOM_BATCHES = 20  # GPU batches skipped for memory before training gives up
 
 
 # Config keys that may change when a run is resumed.
-RESUMABLE_CHANGES = {"resume", "overwrite", "train.epochs", "device", "train.num_threads"}
+# `name` and `output_dir` only say where the run directory is: a moved run resumes.
+RESUMABLE_CHANGES = {
+    "resume",
+    "overwrite",
+    "train.epochs",
+    "device",
+    "train.num_threads",
+    "name",
+    "output_dir",
+}
 
 
 def pick_device(name: str) -> torch.device:
@@ -143,8 +153,23 @@ class Trainer:
             )
         if (last.src_vocab, last.tgt_vocab) != (self.src_vocab, self.tgt_vocab):
             raise ConfigError(f"cannot resume: the data gives other vocabularies than {last.path}")
+        if last.config.model != self.config.model:
+            raise ConfigError(
+                f"cannot resume: the model in {last.path} was built with other model.* "
+                f"settings; a run's model cannot change shape, start a new run instead"
+            )
         self.model.load_state_dict(last.model.state_dict())
         state = checkpoint.load_training_state(last.path, self.optimizer)
+        try:
+            self._restore(state)
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(
+                f"{last.path}/trainer.json lacks part of the training state ({error}); "
+                f"the checkpoint is damaged"
+            ) from None
+        log.info("resumed %s at epoch %d, step %d", self.run_dir, self.epoch, self.step)
+
+    def _restore(self, state: dict) -> None:
         for key in (
             "epoch",
             "step",
@@ -166,23 +191,20 @@ class Trainer:
             torch.cuda.set_rng_state_all(
                 [torch.tensor(s, dtype=torch.uint8) for s in state["cuda_rng"]]
             )
-        log.info("resumed %s at epoch %d, step %d", self.run_dir, self.epoch, self.step)
 
     def train(self) -> dict:
         config, train = self.config, self.config.train
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if not config.resume:  # overwrite=true: the replaced run's log goes with it
+        if not config.resume:  # overwrite=true: the replaced run goes, all of it
             (self.run_dir / "log.jsonl").unlink(missing_ok=True)
+            for name in ("best", "last"):
+                shutil.rmtree(self.run_dir / name, ignore_errors=True)
         (self.run_dir / "config.yaml").write_text(
             yaml.safe_dump(config_to_dict(config), sort_keys=False)
         )
         steps_per_epoch = len(self._epoch_batches(random.Random(0)))
         total_steps = round(train.epochs * steps_per_epoch)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda step: lr_factor(config, step, steps_per_epoch),
-            last_epoch=self.step - 1,
-        )
+        self.steps_per_epoch = steps_per_epoch
         log.info(
             "training %s on %s: %d examples, %d steps per epoch, vocabularies %d / %d",
             config.name,
@@ -203,7 +225,7 @@ class Trainer:
                 batches = self._epoch_batches(self.rng)
                 end = min(len(batches), self.position + total_steps - self.step)
                 started = time.perf_counter()
-                self._run_batches(batches[self.position : end], scheduler, stop)
+                self._run_batches(batches[self.position : end], stop)
                 seconds = time.perf_counter() - started
                 record = self._record(batches, seconds)
                 if self.position == len(batches):
@@ -218,7 +240,7 @@ class Trainer:
             self.train_examples, size=train.batch_size, unit=train.batch_unit, rng=rng
         )
 
-    def _run_batches(self, batches: list[list[int]], scheduler, stop: dict) -> None:
+    def _run_batches(self, batches: list[list[int]], stop: dict) -> None:
         """Train on these batches, saving and stopping cleanly if a signal asks to."""
         train = self.config.train
         criterion = torch.nn.CrossEntropyLoss(ignore_index=self.tgt_vocab.pad)
@@ -254,10 +276,13 @@ class Trainer:
             # check; it is negligible beside a training step on CPU and small on GPU.
             loss_value = float("nan") if loss is None else loss.item()
             if loss is not None and self._finite(loss_value, norm):
+                # The rate is a function of the step alone, so resuming needs no scheduler state.
+                factor = lr_factor(self.config, self.step, self.steps_per_epoch)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = train.lr * factor
                 self.optimizer.step()
                 self.epoch_loss += loss_value * batch.num_target_tokens
                 self.epoch_tokens += batch.num_target_tokens
-            scheduler.step()
             self.step += 1
             self.position += 1
             progress.set_postfix(loss=f"{loss_value:.3f}")

@@ -66,5 +66,6 @@ def _hyphen_pending(words: list[str]) -> bool:
 
 def _clean(text: str) -> str:
     """NFC-normalise and turn control characters into spaces, so they never become tokens."""
-    text = unicodedata.normalize("NFC", text)
+    # Lone surrogates (possible from Python callers, never from UTF-8 files) would crash spaCy.
+    text = unicodedata.normalize("NFC", text.encode("utf-8", "replace").decode("utf-8"))
     return "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)

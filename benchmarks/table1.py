@@ -1,0 +1,56 @@
+"""A Table-1-style comparison on Multi30k test2016 (Sutskever et al. 2014, Table 1): source
+reversed or not, beam sizes, single models and an ensemble.
+
+    python benchmarks/table1.py --reversed runs/tutorial runs/tutorial-seed2 \
+        --not-reversed runs/tutorial-noreverse --beams 1 2 12
+
+Prints a Markdown table with sacreBLEU (detokenized, lowercased) and the tutorial's BLEU on
+lowercased spaCy tokens, for every model and for the ensemble of the reversed models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from seq2seq import checkpoint
+from seq2seq.evaluate import DecodeSettings, evaluate_split
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reversed", nargs="+", required=True, help="runs with reversed source")
+    parser.add_argument("--not-reversed", nargs="*", default=[], help="runs without")
+    parser.add_argument("--beams", type=int, nargs="+", default=[1, 2, 12])
+    parser.add_argument("--split", default="test")
+    args = parser.parse_args()
+
+    rows = [(f"single, reversed ({run})", [run]) for run in args.reversed]
+    rows += [(f"single, not reversed ({run})", [run]) for run in args.not_reversed]
+    if len(args.reversed) > 1:
+        rows.append((f"ensemble of {len(args.reversed)}, reversed", args.reversed))
+    device = torch.device("cpu")
+    print(
+        "| model | beam | BLEU (sacreBLEU, detok., lc) | BLEU (spaCy tokens, lc) | "
+        "free-running PPL | seconds |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, runs in rows:
+        ckpt = checkpoint.load_ensemble(runs, device)
+        for beam in args.beams:
+            started = time.perf_counter()
+            result = evaluate_split(
+                ckpt, args.split, device=device, settings=DecodeSettings(beam_size=beam)
+            )
+            seconds = time.perf_counter() - started
+            print(
+                f"| {name} | {beam} | {result['bleu']:.2f} | {result['bleu_tokenized']:.2f} | "
+                f"{result['free_ppl']:.2f} | {seconds:.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
