@@ -39,24 +39,29 @@ def greedy_search(
     src: (B, S); src_lengths, max_length: (B,) on the CPU. A sentence stops at <eos> or at its
     max_length; the batch stops when every sentence has.
     """
-    batch_size = src.size(0)
-    device = src.device
+    batch_size, device = src.size(0), src.device
     state = model.encode(src, src_lengths)
     tokens = torch.full((batch_size,), sos, dtype=torch.long, device=device)
-    limit = max_length.to(device)
-    finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    limits = max_length.to(device)
     scores = torch.zeros(batch_size, device=device)
-    outputs = []
-    for step in range(int(max_length.max())):
-        log_probs, state = model.decode_step(tokens, state)  # (B, V)
-        best, tokens = log_probs.max(dim=-1)  # (B,)
-        scores += best.masked_fill(finished, 0.0)
-        outputs.append(tokens.masked_fill(finished, eos))
-        finished |= (tokens == eos) | (step + 1 >= limit)
-        if bool(finished.all()):
-            break
-    columns = torch.stack(outputs, dim=1).tolist()  # (B, steps)
-    result = [row[: row.index(eos)] if eos in row else row for row in columns]
+    outputs = torch.full((batch_size, int(max_length.max())), eos, dtype=torch.long, device=device)
+    # Rows still decoding, by their index in the batch; finished rows leave the batch, so the
+    # model's work shrinks as sentences end.
+    ids = torch.arange(batch_size, device=device)
+    for step in range(outputs.size(1)):
+        log_probs, state = model.decode_step(tokens, state)  # (B', V)
+        best, tokens = log_probs.max(dim=-1)  # (B',)
+        scores.index_add_(0, ids, best)
+        outputs[ids, step] = tokens
+        running = (tokens != eos) & (step + 1 < limits)
+        if not bool(running.all()):
+            if not bool(running.any()):
+                break
+            keep = running.nonzero().flatten()
+            ids, tokens, limits = ids[keep], tokens[keep], limits[keep]
+            state = state.select(keep)
+    rows = outputs.tolist()
+    result = [row[: row.index(eos)] if eos in row else row for row in rows]
     return Hypotheses(result, scores.tolist())
 
 
@@ -110,46 +115,55 @@ def beam_search(
     tokens = torch.full((batch_size * beams,), sos, dtype=torch.long, device=device)
     history = torch.empty((batch_size * beams, 0), dtype=torch.long, device=device)
     finished: list[list[Scored]] = [[] for _ in range(batch_size)]
-    done = torch.zeros(batch_size, dtype=torch.bool)
+    # Sentences still searching: their ids in the input batch, and their length limits.
+    # Done sentences leave the batch, so the model's work shrinks as sentences finish.
+    ids = list(range(batch_size))
     limits = max_length.cpu()
-    offsets = torch.arange(batch_size, device=device).unsqueeze(1) * beams  # (B, 1)
     rank_in_beam = torch.arange(2 * beams, device=device) < beams  # (2K,)
     for step in range(1, int(limits.max()) + 1):
-        log_probs, state = model.decode_step(tokens, state)  # (B*K, V)
+        live = len(ids)  # B' sentences, B' * K rows
+        log_probs, state = model.decode_step(tokens, state)  # (B'*K, V)
         vocab_size = log_probs.size(-1)
         if step <= min_length:
             log_probs[:, eos] = float("-inf")
-        candidates = scores.unsqueeze(-1) + log_probs.view(batch_size, beams, vocab_size)
-        top_scores, top_ids = candidates.view(batch_size, -1).topk(2 * beams, dim=-1)  # (B, 2K)
+        candidates = scores.unsqueeze(-1) + log_probs.view(live, beams, vocab_size)
+        top_scores, top_ids = candidates.view(live, -1).topk(2 * beams, dim=-1)  # (B', 2K)
         top_beams, top_tokens = top_ids // vocab_size, top_ids % vocab_size
         is_eos = top_tokens == eos
 
         # Hypotheses ending in <eos> among the K best leave the beam.
-        ending = is_eos & rank_in_beam & top_scores.isfinite() & ~done.to(device).unsqueeze(1)
+        ending = is_eos & rank_in_beam & top_scores.isfinite()
         for b, j in ending.nonzero().tolist():
             prefix = history[b * beams + top_beams[b, j]].tolist()
-            _finish(finished[b], prefix, float(top_scores[b, j]), alpha, ended=True)
+            _finish(finished[ids[b]], prefix, float(top_scores[b, j]), alpha, ended=True)
 
         # The K best continuations that do not end carry on (at most K of 2K can be <eos>).
         kept_scores, kept = top_scores.masked_fill(is_eos, float("-inf")).topk(beams, dim=-1)
-        source_rows = (offsets + top_beams.gather(1, kept)).view(-1)  # (B*K,)
+        offsets = torch.arange(live, device=device).unsqueeze(1) * beams  # (B', 1)
+        source_rows = (offsets + top_beams.gather(1, kept)).view(-1)  # (B'*K,)
         tokens = top_tokens.gather(1, kept).view(-1)
         history = torch.cat([history.index_select(0, source_rows), tokens.unsqueeze(1)], dim=1)
         state = state.select(source_rows)
         scores = kept_scores
 
-        at_limit = (limits <= step) & ~done
+        at_limit = limits <= step
         for b in at_limit.nonzero().flatten().tolist():
             for k in range(beams):
                 if torch.isfinite(scores[b, k]):
                     prefix = history[b * beams + k].tolist()
-                    _finish(finished[b], prefix, float(scores[b, k]), alpha, ended=False)
-        done |= at_limit | torch.tensor([len(f) >= beams for f in finished])
+                    _finish(finished[ids[b]], prefix, float(scores[b, k]), alpha, ended=False)
+        done = at_limit | torch.tensor([len(finished[i]) >= beams for i in ids])
         if alpha == 0.0:
-            done |= _cannot_improve(finished, scores.max(dim=-1).values.cpu(), n_best)
-        scores = scores.masked_fill(done.to(device).unsqueeze(1), float("-inf"))
+            done |= _cannot_improve([finished[i] for i in ids], scores.max(-1).values.cpu(), n_best)
         if bool(done.all()):
             break
+        if bool(done.any()):
+            keep = (~done).nonzero().flatten()  # (B'',)
+            rows = keep.to(device).unsqueeze(1) * beams + torch.arange(beams, device=device)
+            rows = rows.view(-1)  # (B''*K,)
+            state, tokens, history = state.select(rows), tokens[rows], history[rows]
+            scores, limits = scores[keep.to(device)], limits[keep]
+            ids = [ids[i] for i in keep.tolist()]
     return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
 
 
