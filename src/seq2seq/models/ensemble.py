@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from seq2seq.models.recurrent import draw_gold_inputs
+
 
 @dataclass
 class EnsembleState:
@@ -52,10 +54,7 @@ class Ensemble(nn.Module):
         """Averaged log-probabilities (B, T-1, V); they serve as logits for cross-entropy."""
         state = self.encode(src, src_lengths)
         steps = tgt.size(1) - 1
-        if teacher_forcing_ratio <= 0.0:  # no draw: evaluation must not move the RNG
-            gold = [False] * steps
-        else:
-            gold = (torch.rand(steps, generator=generator) < teacher_forcing_ratio).tolist()
+        gold = draw_gold_inputs(steps, teacher_forcing_ratio, generator)
         outputs, token = [], tgt[:, 0]
         for t in range(steps):
             if t > 0:  # input t is the true token or, as the draw says, the previous prediction

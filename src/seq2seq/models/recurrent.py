@@ -37,6 +37,16 @@ class RecurrentState:
         return cls(*state) if isinstance(state, tuple) else cls(state, None)
 
 
+def draw_gold_inputs(
+    steps: int, teacher_forcing_ratio: float, generator: torch.Generator | None
+) -> list[bool]:
+    """For each decoder input position, whether it reads the true token (else a prediction).
+    A ratio of 0 draws nothing, so that evaluation never moves the random state."""
+    if teacher_forcing_ratio <= 0.0:
+        return [False] * steps
+    return (torch.rand(steps, generator=generator) < teacher_forcing_ratio).tolist()
+
+
 def _rnn(config: ModelConfig) -> nn.Module:
     rnn_class = nn.LSTM if config.cell == "lstm" else nn.GRU
     return rnn_class(
@@ -135,10 +145,7 @@ class Seq2Seq(nn.Module):
         steps = inputs.size(1)
         if teacher_forcing_ratio >= 1.0:
             return self.decoder(inputs, state)[0]
-        if teacher_forcing_ratio <= 0.0:  # no draw: evaluation must not move the RNG
-            gold = [False] * steps
-        else:
-            gold = (torch.rand(steps, generator=generator) < teacher_forcing_ratio).tolist()
+        gold = draw_gold_inputs(steps, teacher_forcing_ratio, generator)
         starts = [t for t in range(1, steps) if not gold[t]]  # input 0 is always <sos>
         bounds = list(zip([0, *starts], [*starts, steps], strict=True))
         pieces = []
