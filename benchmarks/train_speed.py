@@ -107,6 +107,11 @@ def main() -> None:
         "--precision", nargs="+", default=["float32"], choices=["float32", "bfloat16"]
     )
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--random-batches",
+        action="store_true",
+        help="also time seq2seq on randomly drawn (padded) batches",
+    )
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -148,16 +153,29 @@ def main() -> None:
         f"{'implementation':32} {'tf':>4} {'precision':>9} {'tok/s':>8} {'s/epoch':>8} "
         f"{'x floor':>8} {'speed-up':>8} {'peak RSS':>9}"
     )
+    # The same number of batches drawn at random (as the tutorial's loader), to isolate
+    # what bucketing gives.
+    count = len(timed)
+    shuffled = _random_batches(len(examples))[: args.warmup + count]
+    random_batches = list(iterate(examples, shuffled, src_vocab.pad, tgt_vocab.pad))
     for ratio in args.teacher_forcing:
         baseline = None
-        runs = [] if args.skip_baseline else [("tutorial step", tutorial_forward, "float32")]
-        runs += [("seq2seq", our_forward, p) for p in args.precision]
-        for name, forward, precision in runs:
+        runs = [] if args.skip_baseline else [("tutorial step", tutorial_forward, "float32", 0)]
+        runs += [("seq2seq", our_forward, p, 0) for p in args.precision]
+        if args.random_batches:
+            runs.append(("seq2seq, random batches", our_forward, "float32", 1))
+        for name, forward, precision, randomized in runs:
+            warm_set, timed_set = (
+                (random_batches[: args.warmup], random_batches[args.warmup :])
+                if randomized
+                else (warm, timed)
+            )
             torch.manual_seed(0)
+            random.seed(0)
             model = build_model(config, src_vocab, tgt_vocab)
-            train_steps(forward, model, warm, ratio, tgt_vocab.pad, precision)
-            seconds = train_steps(forward, model, timed, ratio, tgt_vocab.pad, precision)
-            rate = timed_tokens / seconds
+            train_steps(forward, model, warm_set, ratio, tgt_vocab.pad, precision)
+            seconds = train_steps(forward, model, timed_set, ratio, tgt_vocab.pad, precision)
+            rate = sum(b.num_target_tokens for b in timed_set) / seconds
             epoch_seconds = seconds if args.full_epoch else epoch_tgt / rate
             floor = flops / (bf16 if precision == "bfloat16" else fp32)
             baseline = baseline or rate
