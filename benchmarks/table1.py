@@ -21,7 +21,7 @@ from seq2seq.evaluate import DecodeSettings, evaluate_split
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reversed", nargs="+", required=True, help="runs with reversed source")
+    parser.add_argument("--reversed", nargs="*", default=[], help="runs with reversed source")
     parser.add_argument("--not-reversed", nargs="*", default=[], help="runs without")
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 2, 12])
     parser.add_argument("--split", default="test")
