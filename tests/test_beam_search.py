@@ -10,32 +10,13 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from toy_models import EOS, PAD, SOS, SRC_VOCAB, TGT_VOCAB, random_model
 
-from seq2seq.config import ModelConfig
 from seq2seq.data.dataset import Example
 from seq2seq.evaluate import DecodeSettings, decode_examples, score_examples
-from seq2seq.models import Seq2Seq
 from seq2seq.search import Scored, beam_search, greedy_search, length_penalty
 
-PAD, SOS, EOS = 1, 2, 3
-SRC_VOCAB, TGT_VOCAB = 17, 13
 CPU = torch.device("cpu")
-
-
-def random_model(seed: int, eos_bias: float = 1.0) -> Seq2Seq:
-    """A random model whose output depends on the source (wide init, sharpened output layer);
-    `eos_bias` sets how soon it stops. <sos> and <pad> are never likely, as in a trained model."""
-    torch.manual_seed(seed)
-    config = ModelConfig(
-        embedding_size=8, hidden_size=16, num_layers=2, dropout=0.0, init_range=1.0
-    )
-    model = Seq2Seq(config, SRC_VOCAB, TGT_VOCAB, src_pad=PAD, tgt_pad=PAD).eval()
-    with torch.no_grad():
-        model.decoder.output.weight.mul_(3.0)
-        model.decoder.output.bias.zero_()
-        model.decoder.output.bias[EOS] = eos_bias
-        model.decoder.output.bias[[PAD, SOS]] = -30.0
-    return model
 
 
 def sentences(n: int, seed: int, longest: int = 9) -> list[list[int]]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from toy_models import EOS, PAD, SOS, SRC_VOCAB, TGT_VOCAB, random_model
 
 from seq2seq import checkpoint
 from seq2seq.config import Config, ModelConfig
@@ -19,22 +20,6 @@ from seq2seq.evaluate import score_examples
 from seq2seq.models import Seq2Seq, build_model
 from seq2seq.models.ensemble import Ensemble
 from seq2seq.search import beam_search, greedy_search
-
-PAD, SOS, EOS = 1, 2, 3
-SRC_VOCAB, TGT_VOCAB = 17, 13
-
-
-def random_model(seed: int, eos_bias: float = 1.0) -> Seq2Seq:
-    """Random, but decisive enough that different seeds translate differently."""
-    torch.manual_seed(seed)
-    config = ModelConfig(embedding_size=8, hidden_size=16, num_layers=2, dropout=0.0, init_range=1)
-    model = Seq2Seq(config, SRC_VOCAB, TGT_VOCAB, src_pad=PAD, tgt_pad=PAD).eval()
-    with torch.no_grad():
-        model.decoder.output.weight.mul_(3.0)
-        model.decoder.output.bias.zero_()
-        model.decoder.output.bias[EOS] = eos_bias
-        model.decoder.output.bias[[PAD, SOS]] = -30.0
-    return model
 
 
 def batch(n: int = 9, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

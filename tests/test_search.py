@@ -8,13 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from toy_models import EOS, PAD, SOS, SRC_VOCAB, TGT_VOCAB, random_model
 
-from seq2seq.config import ModelConfig
 from seq2seq.models import Seq2Seq
 from seq2seq.search import greedy_search, max_lengths
-
-PAD, SOS, EOS = 1, 2, 3
-SRC_VOCAB, TGT_VOCAB = 17, 13
 
 
 @dataclass
@@ -97,20 +94,7 @@ def test_max_lengths_scales_the_source_length_and_caps_it():
 
 
 def real_model(eos_bias: float = 1.0) -> Seq2Seq:
-    """A random model whose output depends on the source: a wide init and a sharpened output
-    layer. `eos_bias` sets how soon it stops (1.0: some sentences at once, some after a few
-    tokens, some never); <sos> and <pad> are never likely, as in a trained model."""
-    torch.manual_seed(0)
-    config = ModelConfig(
-        embedding_size=8, hidden_size=16, num_layers=2, dropout=0.0, init_range=1.0
-    )
-    model = Seq2Seq(config, SRC_VOCAB, TGT_VOCAB, src_pad=PAD, tgt_pad=PAD).eval()
-    with torch.no_grad():
-        model.decoder.output.weight.mul_(3.0)
-        model.decoder.output.bias.zero_()
-        model.decoder.output.bias[EOS] = eos_bias
-        model.decoder.output.bias[[PAD, SOS]] = -10.0
-    return model
+    return random_model(0, eos_bias, unlikely=-10.0)
 
 
 def sentences(n: int, seed: int) -> list[list[int]]:
