@@ -141,13 +141,7 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}/vocab.json is unusable: {error}") from None
     model = build_model(config.model, src_vocab, tgt_vocab)
-    try:
-        weights = load_file(path / "model.safetensors")
-    except (OSError, SafetensorError) as error:
-        raise CheckpointError(
-            f"{path}/model.safetensors is not a readable safetensors file ({error}); "
-            f"the checkpoint is damaged or was not written by seq2seq"
-        ) from None
+    weights = _read_tensors(path / "model.safetensors")
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
@@ -165,13 +159,7 @@ def load_training_state(path: Path, optimizer: torch.optim.Optimizer) -> dict[st
     if not (path / "optimizer.safetensors").is_file():
         raise CheckpointError(f"{path} is not resumable (no optimizer state); resume from last/")
     state = _read_json(path / "trainer.json")
-    try:
-        tensors = load_file(path / "optimizer.safetensors")
-    except (OSError, SafetensorError) as error:
-        raise CheckpointError(
-            f"{path}/optimizer.safetensors is not a readable safetensors file ({error}); "
-            f"the checkpoint is damaged or was not written by seq2seq"
-        ) from None
+    tensors = _read_tensors(path / "optimizer.safetensors")
     try:
         optimizer.load_state_dict(_join_optimizer_state(tensors, state.pop("optimizer")))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
@@ -180,6 +168,16 @@ def load_training_state(path: Path, optimizer: torch.optim.Optimizer) -> dict[st
             f"state ({type(error).__name__}: {error}); the checkpoint is damaged"
         ) from None
     return state
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (OSError, SafetensorError) as error:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({error}); "
+            f"the checkpoint is damaged or was not written by seq2seq"
+        ) from None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

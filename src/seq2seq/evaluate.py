@@ -20,6 +20,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from seq2seq.data.batching import iterate, sorted_batches
 from seq2seq.data.dataset import Example
 from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.data.vocab import Vocab
 from seq2seq.search import Scored, beam_search, greedy_search, length_penalty, max_lengths
 
 
@@ -154,17 +155,6 @@ def _batches(examples: list[Example], batch_size: int, pad: int):
     yield from iterate(examples, batches, pad, pad)
 
 
-def bleu_scores(
-    hypotheses: list[list[str]], references: list[str], tokenizer: Tokenizer
-) -> dict[str, float | str]:
-    """BLEU (detokenized, lowercased), chrF and tokenized BLEU of output tokens vs raw text."""
-    detokenized = [tokenizer.detokenize(tokens) for tokens in hypotheses]
-    return {
-        **sacrebleu_scores(detokenized, references),
-        "bleu_tokenized": tokenized_bleu(hypotheses, references, tokenizer.lang),
-    }
-
-
 def sacrebleu_scores(detokenized: list[str], references: list[str]) -> dict[str, float | str]:
     bleu = BLEU(lowercase=True)
     chrf = CHRF(lowercase=True)
@@ -185,34 +175,31 @@ def tokenized_bleu(hypotheses: list[list[str]], references: list[str], lang: str
     return bleu.corpus_score(hyp_tokens, [ref_tokens]).score
 
 
-def evaluate_split(
-    ckpt,
-    split_name: str,
+def evaluate_examples(
+    model,
+    examples: list[Example],
+    references: list[str],
     *,
+    vocab: Vocab,
+    tokenizer: Tokenizer,
     device: torch.device,
-    data_dir: str | None = None,
     settings: DecodeSettings = DecodeSettings(),
 ) -> dict:
-    """Every figure for one split: teacher-forced and free-running loss, BLEU, chrF."""
-    from seq2seq.data.dataset import load_split, numericalize
-
-    data = ckpt.config.data
-    split = load_split(data, split_name, data_dir)
-    examples = numericalize(split, ckpt.src_vocab, ckpt.tgt_vocab, data)
-    vocab = ckpt.tgt_vocab
-    loss = corpus_loss(
-        ckpt.model, examples, pad=vocab.pad, device=device, batch_size=settings.batch_size
-    )
-    free_loss = corpus_loss(
-        ckpt.model,
-        examples,
-        pad=vocab.pad,
-        device=device,
-        teacher_forcing_ratio=0.0,
-        batch_size=settings.batch_size,
+    """Every figure for aligned examples and raw references: teacher-forced and free-running
+    loss and perplexity, BLEU (both), chrF, and the detokenized translations."""
+    loss, free_loss = (
+        corpus_loss(
+            model,
+            examples,
+            pad=vocab.pad,
+            device=device,
+            batch_size=settings.batch_size,
+            teacher_forcing_ratio=ratio,
+        )
+        for ratio in (1.0, 0.0)
     )
     outputs = best_translations(
-        ckpt.model,
+        model,
         examples,
         sos=vocab.sos,
         eos=vocab.eos,
@@ -221,16 +208,40 @@ def evaluate_split(
         settings=settings,
     )
     hypotheses = [vocab.decode(ids) for ids in outputs]
-    tokenizer = Tokenizer(data.tgt_lang, lowercase=data.lowercase)
     detokenized = [tokenizer.detokenize(tokens) for tokens in hypotheses]
     return {
-        "split": split.name,
-        "sentences": len(examples),
         "loss": loss,
         "ppl": perplexity(loss),
         "free_loss": free_loss,
         "free_ppl": perplexity(free_loss),
-        **sacrebleu_scores(detokenized, split.tgt_text),
-        "bleu_tokenized": tokenized_bleu(hypotheses, split.tgt_text, data.tgt_lang),
+        **sacrebleu_scores(detokenized, references),
+        "bleu_tokenized": tokenized_bleu(hypotheses, references, tokenizer.lang),
         "translations": detokenized,
     }
+
+
+def evaluate_split(
+    ckpt,
+    split_name: str,
+    *,
+    device: torch.device,
+    data_dir: str | None = None,
+    settings: DecodeSettings = DecodeSettings(),
+) -> dict:
+    """Every figure for one split of the checkpoint's corpus."""
+    from seq2seq.data.dataset import load_split, numericalize
+
+    data = ckpt.config.data
+    split = load_split(data, split_name, data_dir)
+    examples = numericalize(split, ckpt.src_vocab, ckpt.tgt_vocab, data)
+    tokenizer = Tokenizer(data.tgt_lang, lowercase=data.lowercase)
+    figures = evaluate_examples(
+        ckpt.model,
+        examples,
+        split.tgt_text,
+        vocab=ckpt.tgt_vocab,
+        tokenizer=tokenizer,
+        device=device,
+        settings=settings,
+    )
+    return {"split": split.name, "sentences": len(examples), **figures}

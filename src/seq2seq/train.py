@@ -29,7 +29,7 @@ from seq2seq.data.batching import bucket_batches, iterate, padding_share
 from seq2seq.data.dataset import build_vocabs, load_split, numericalize
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import CheckpointError, TrainingDiverged, TrainingInterrupted
-from seq2seq.evaluate import DecodeSettings, best_translations, bleu_scores, corpus_loss, perplexity
+from seq2seq.evaluate import DecodeSettings, evaluate_examples, perplexity
 from seq2seq.models import build_model
 
 log = logging.getLogger(__name__)
@@ -348,34 +348,20 @@ class Trainer:
         }
 
     def validate(self) -> dict:
-        pad, device = self.tgt_vocab.pad, self.device
-        loss = corpus_loss(self.model, self.valid_examples, pad=pad, device=device)
-        free_loss = corpus_loss(
-            self.model, self.valid_examples, pad=pad, device=device, teacher_forcing_ratio=0.0
-        )
         settings = DecodeSettings(
             max_length_a=self.config.train.max_length_a, max_length_b=self.config.train.max_length_b
         )
-        outputs = best_translations(
+        figures = evaluate_examples(
             self.model,
             self.valid_examples,
-            sos=self.tgt_vocab.sos,
-            eos=self.tgt_vocab.eos,
-            pad=pad,
-            device=device,
+            self.valid_split.tgt_text,
+            vocab=self.tgt_vocab,
+            tokenizer=self.tgt_tokenizer,
+            device=self.device,
             settings=settings,
         )
-        hypotheses = [self.tgt_vocab.decode(ids) for ids in outputs]
-        scores = bleu_scores(hypotheses, self.valid_split.tgt_text, self.tgt_tokenizer)
-        return {
-            "val_loss": loss,
-            "val_ppl": perplexity(loss),
-            "val_free_loss": free_loss,
-            "val_free_ppl": perplexity(free_loss),
-            "val_bleu": scores["bleu"],
-            "val_bleu_tokenized": scores["bleu_tokenized"],
-            "val_chrf": scores["chrf"],
-        }
+        keys = ("loss", "ppl", "free_loss", "free_ppl", "bleu", "bleu_tokenized", "chrf")
+        return {f"val_{key}": figures[key] for key in keys}
 
     def _save(self, record: dict) -> None:
         """Save last/ (resumable at this exact step) and, if the metric improved, best/."""
