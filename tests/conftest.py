@@ -31,3 +31,15 @@ def multi30k_dir() -> Path:
     if not (MULTI30K / "train.de.gz").is_file():
         pytest.fail(f"shared Multi30k data not found at {MULTI30K}; set SEQ2SEQ_TEST_DATA")
     return MULTI30K
+
+
+def assert_error(capsys, code: int, *fragments: str) -> str:
+    """Exit code 2 and exactly one stderr line, 'seq2seq: error: ...', naming the problem."""
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("seq2seq: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]

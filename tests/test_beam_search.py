@@ -10,28 +10,13 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from toy_models import EOS, PAD, SOS, SRC_VOCAB, TGT_VOCAB, random_model
+from toy_models import EOS, PAD, SOS, TGT_VOCAB, padded, random_model, sentences
 
 from seq2seq.data.dataset import Example
 from seq2seq.evaluate import DecodeSettings, decode_examples, score_examples
 from seq2seq.search import Scored, beam_search, greedy_search, length_penalty
 
 CPU = torch.device("cpu")
-
-
-def sentences(n: int, seed: int, longest: int = 9) -> list[list[int]]:
-    generator = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(1, longest + 1, (n,), generator=generator).tolist()
-    return [
-        torch.randint(4, SRC_VOCAB, (length,), generator=generator).tolist() for length in lengths
-    ]
-
-
-def padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    src = torch.full((len(rows), max(map(len, rows))), PAD)
-    for i, row in enumerate(rows):
-        src[i, : len(row)] = torch.tensor(row)
-    return src, torch.tensor([len(row) for row in rows])
 
 
 def beam(model, rows, limits, **options) -> list[list[Scored]]:

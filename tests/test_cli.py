@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import MULTI30K
+from conftest import MULTI30K, assert_error
 from sacrebleu.metrics import BLEU, CHRF
 
 from seq2seq.cli import main
@@ -209,18 +209,6 @@ def test_translate_options_may_come_between_run_and_sentences(trained, capsys):
     assert cli(["translate", trained, "--max-length", "3", "Ein Mann.", "Zwei Hunde."]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and all(len(line.split()) <= 3 for line in lines)
-
-
-def assert_error(capsys, code: int, *fragments: str) -> str:
-    """Exit code 2 and exactly one stderr line, 'seq2seq: error: ...', naming the problem."""
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("seq2seq: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
 
 
 def test_train_with_a_missing_config_file(capsys, tmp_path):

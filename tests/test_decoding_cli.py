@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import MULTI30K
+from conftest import MULTI30K, assert_error
 
 from seq2seq import checkpoint
 from seq2seq.cli import main
@@ -97,17 +97,6 @@ def run(capsys, *argv) -> list[str]:
     captured = capsys.readouterr()
     assert code == 0, captured.err
     return captured.out.splitlines()
-
-
-def assert_error(capsys, code: int, *fragments: str) -> None:
-    """Exit code 2 and exactly one stderr line, 'seq2seq: error: ...', naming the problem."""
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("seq2seq: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def parse_nbest(lines: list[str]) -> list[tuple[int, str, float, float]]:

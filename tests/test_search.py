@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from toy_models import EOS, PAD, SOS, SRC_VOCAB, TGT_VOCAB, random_model
+from toy_models import EOS, SOS, TGT_VOCAB, padded, random_model, sentences
 
 from seq2seq.models import Seq2Seq
 from seq2seq.search import greedy_search, max_lengths
@@ -97,21 +97,6 @@ def real_model(eos_bias: float = 1.0) -> Seq2Seq:
     return random_model(0, eos_bias, unlikely=-10.0)
 
 
-def sentences(n: int, seed: int) -> list[list[int]]:
-    generator = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(2, 9, (n,), generator=generator).tolist()
-    return [
-        torch.randint(4, SRC_VOCAB, (length,), generator=generator).tolist() for length in lengths
-    ]
-
-
-def padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    src = torch.full((len(rows), max(map(len, rows))), PAD)
-    for i, row in enumerate(rows):
-        src[i, : len(row)] = torch.tensor(row)
-    return src, torch.tensor([len(row) for row in rows])
-
-
 def greedy_one_at_a_time(model, rows: list[list[int]], limits: list[int]):
     """The reference: one sentence, no batch, no padding, a plain loop."""
     tokens, scores = [], []
@@ -132,7 +117,7 @@ def greedy_one_at_a_time(model, rows: list[list[int]], limits: list[int]):
 
 def test_greedy_equals_a_one_sentence_at_a_time_argmax_loop():
     model = real_model()
-    rows = sentences(12, seed=1)
+    rows = sentences(12, seed=1, shortest=2, longest=8)
     limits = [4, 9, 1, 12, 7, 3, 12, 10, 5, 8, 12, 2]
 
     with torch.no_grad():
@@ -150,7 +135,7 @@ def test_greedy_equals_a_one_sentence_at_a_time_argmax_loop():
 
 def test_outputs_stop_at_eos_and_hold_no_specials():
     model = real_model()
-    rows = sentences(12, seed=2)
+    rows = sentences(12, seed=2, shortest=2, longest=8)
     limits = torch.full((12,), 15)
     result = greedy_search(model, *padded(rows), sos=SOS, eos=EOS, max_length=limits)
     assert all(EOS not in t and SOS not in t for t in result.tokens)
@@ -159,11 +144,11 @@ def test_outputs_stop_at_eos_and_hold_no_specials():
 
 def test_a_sentence_does_not_depend_on_the_rest_of_the_batch():
     model = real_model()
-    rows = sentences(12, seed=1)
+    rows = sentences(12, seed=1, shortest=2, longest=8)
     limits = [4, 9, 1, 12, 7, 3, 12, 10, 5, 8, 12, 2]
     first = greedy_search(model, *padded(rows), sos=SOS, eos=EOS, max_length=torch.tensor(limits))
     # The same sentences in reverse order, among new and longer neighbours with other limits.
-    neighbours = [*sentences(4, seed=9), [5] * 15]
+    neighbours = [*sentences(4, seed=9, shortest=2, longest=8), [5] * 15]
     batch = [*neighbours, *reversed(rows)]
     batch_limits = [20, 1, 6, 30, 11, *reversed(limits)]
     second = greedy_search(
@@ -176,7 +161,7 @@ def test_a_sentence_does_not_depend_on_the_rest_of_the_batch():
 
 def test_every_sentence_keeps_its_own_max_length():
     model = real_model(eos_bias=-20.0)  # never stops by itself
-    rows = sentences(6, seed=5)
+    rows = sentences(6, seed=5, shortest=2, longest=8)
     limits = torch.tensor([1, 2, 5, 8, 3, 13])
     result = greedy_search(model, *padded(rows), sos=SOS, eos=EOS, max_length=limits)
     assert [len(t) for t in result.tokens] == limits.tolist()

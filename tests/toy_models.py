@@ -25,3 +25,20 @@ def random_model(seed: int, eos_bias: float = 1.0, unlikely: float = -30.0) -> S
         model.decoder.output.bias[EOS] = eos_bias
         model.decoder.output.bias[[PAD, SOS]] = unlikely
     return model
+
+
+def sentences(n: int, seed: int, shortest: int = 1, longest: int = 9) -> list[list[int]]:
+    """n random source sentences of shortest..longest tokens (no specials)."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(shortest, longest + 1, (n,), generator=generator).tolist()
+    return [
+        torch.randint(4, SRC_VOCAB, (length,), generator=generator).tolist() for length in lengths
+    ]
+
+
+def padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, S) padded source ids and their (B,) lengths."""
+    src = torch.full((len(rows), max(map(len, rows))), PAD)
+    for i, row in enumerate(rows):
+        src[i, : len(row)] = torch.tensor(row)
+    return src, torch.tensor([len(row) for row in rows])
