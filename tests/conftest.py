@@ -3,6 +3,7 @@ and never touch the network or the user's cache."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -16,14 +17,32 @@ CONFIGS = ROOT / "configs"
 torch.set_num_threads(1)  # tiny models: threads cost more than they give
 
 
+@contextlib.contextmanager
+def isolated(cache: Path):
+    """A private cache, no data location but the shared data, and no reachable download."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEQ2SEQ_CACHE", str(cache))
+        patch.delenv("SEQ2SEQ_DATA", raising=False)
+        patch.setenv("SEQ2SEQ_MULTI30K_URL", "http://127.0.0.1:9/unreachable/")
+        yield
+
+
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets a private cache and no download location but the shared data."""
+def isolated_cache(tmp_path_factory):
+    """Every test runs isolated; module-scoped fixtures use `isolated` themselves."""
     cache = tmp_path_factory.getbasetemp() / "cache"  # shared by the session: tokenize once
-    monkeypatch.setenv("SEQ2SEQ_CACHE", str(cache))
-    monkeypatch.delenv("SEQ2SEQ_DATA", raising=False)
-    monkeypatch.setenv("SEQ2SEQ_MULTI30K_URL", "http://127.0.0.1:9/unreachable/")
-    return cache
+    with isolated(cache):
+        yield cache
+
+
+def cli(argv: list) -> int:
+    """seq2seq's main(), with argparse's own exits turned into their exit code."""
+    from seq2seq.cli import main
+
+    try:
+        return main([str(arg) for arg in argv])
+    except SystemExit as exit_:
+        return exit_.code
 
 
 @pytest.fixture

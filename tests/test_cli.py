@@ -17,36 +17,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import MULTI30K, assert_error
+from conftest import MULTI30K, assert_error, cli, isolated
 from sacrebleu.metrics import BLEU, CHRF
 
-from seq2seq.cli import main
 from seq2seq.config import config_from_dict, load_config
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 SLICE = ["data.train_limit=500", "train.epochs=1"]
 
 
-def cli(argv: list[str]) -> int:
-    """main(), with argparse's own exits turned into their exit code."""
-    try:
-        return main([str(arg) for arg in argv])
-    except SystemExit as exit_:
-        return exit_.code
-
-
 def train_argv(output_dir: Path, *overrides: str) -> list[str]:
     return ["train", TINY, f"output_dir={output_dir}", f"data.dir={MULTI30K}", *SLICE, *overrides]
-
-
-@contextlib.contextmanager
-def isolated(cache: Path):
-    """What conftest's isolated_cache does, for module-scoped fixtures."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SEQ2SEQ_CACHE", str(cache))
-        patch.delenv("SEQ2SEQ_DATA", raising=False)
-        patch.setenv("SEQ2SEQ_MULTI30K_URL", "http://127.0.0.1:9/unreachable/")
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ format, beam size 1 as greedy, ensembles through --checkpoints, evaluate with a 
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import json
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import MULTI30K, assert_error
+from conftest import MULTI30K, assert_error, cli, isolated
 
 from seq2seq import checkpoint
 from seq2seq.cli import main
@@ -29,24 +28,6 @@ from seq2seq.translate import Translator
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 SOURCES = ["Ein Mann.", "Zwei Hunde spielen im Schnee.", "Eine Frau sitzt auf einer Bank."]
 NBEST = re.compile(r"(\d+) \|\|\| (.*) \|\|\| (-?\d+\.\d{4}) \|\|\| (-?\d+\.\d{4})")
-
-
-def cli(argv: list) -> int:
-    """main(), with argparse's own exits turned into their exit code."""
-    try:
-        return main([str(arg) for arg in argv])
-    except SystemExit as exit_:
-        return exit_.code
-
-
-@contextlib.contextmanager
-def isolated(cache: Path):
-    """What conftest's isolated_cache does, for module-scoped fixtures."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SEQ2SEQ_CACHE", str(cache))
-        patch.delenv("SEQ2SEQ_DATA", raising=False)
-        patch.setenv("SEQ2SEQ_MULTI30K_URL", "http://127.0.0.1:9/unreachable/")
-        yield
 
 
 def read_gz(name: str, n: int) -> list[str]:
