@@ -28,10 +28,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, MULTI30K, ROOT
+from conftest import CONFIGS, MULTI30K, ROOT, cli, isolated
 from safetensors.torch import load_file
 from test_checkpoint import Plant, crash_when_moving_into_place, fail_in_weights
-from test_cli import cli, isolated, snapshot
+from test_cli import snapshot
 
 from seq2seq import checkpoint
 from seq2seq import train as train_module
