@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from seq2seq.config import ModelConfig
 from seq2seq.models import RecurrentState, Seq2Seq
+from seq2seq.models.recurrent import dropout, run_layers
 
 SRC_VOCAB, TGT_VOCAB, PAD = 23, 19, 1
 
@@ -74,6 +76,67 @@ def test_padding_does_not_change_the_encoding(cell):
     batch[1, 3] = (batch[1, 3] + 1 - 2) % (SRC_VOCAB - 2) + 2
     changed = model.encode(batch, lengths)
     assert not torch.allclose(changed.hidden[:, 1], alone.hidden[:, 0], atol=1e-6)
+
+
+def reference_encoding(model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor):
+    """The encoding as PyTorch's packed path computes it (the path used on GPUs)."""
+    embedded = model.encoder.embedding(src)
+    packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+    return RecurrentState.from_rnn_state(model.encoder.rnn(packed)[1])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_cpu_time_slices_encode_as_the_packed_path_with_equal_gradients(cell):
+    model = make_model(cell)
+    generator = torch.Generator().manual_seed(4)
+    lengths = torch.tensor([3, 9, 1, 9, 5, 3, 7])  # repeats, ties and a one-token sentence
+    src = random_ids(generator, len(lengths), 9, vocab=SRC_VOCAB)
+    for row, length in enumerate(lengths.tolist()):
+        src[row, length:] = PAD
+
+    def outputs_and_gradients(encode):
+        model.zero_grad()
+        state = encode(model, src, lengths)
+        parts = [state.hidden] + ([state.cell] if cell == "lstm" else [])
+        sum((part * torch.arange(part.numel()).view_as(part)).sum() for part in parts).backward()
+        grads = [p.grad.clone() for p in model.encoder.parameters()]
+        return [part.detach() for part in parts], grads
+
+    ours, our_grads = outputs_and_gradients(lambda m, s, n: m.encode(s, n))
+    reference, reference_grads = outputs_and_gradients(reference_encoding)
+    for mine, theirs in zip(ours + our_grads, reference + reference_grads, strict=True):
+        assert torch.allclose(mine, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_layer_by_layer_run_equals_the_stacked_module(cell):
+    model = make_model(cell)
+    rnn = model.decoder.rnn
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 6, 8, generator=generator)
+    hidden = torch.randn(2, 3, 16, generator=generator)
+    state = (hidden, torch.randn(2, 3, 16, generator=generator)) if cell == "lstm" else hidden
+    ours, our_state = run_layers(rnn, x, state, 0.3, training=False)
+    theirs, their_state = rnn(x, state)
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    mine, reference = map(RecurrentState.from_rnn_state, (our_state, their_state))
+    assert torch.allclose(mine.hidden, reference.hidden, atol=1e-6)
+    if cell == "lstm":
+        assert torch.allclose(mine.cell, reference.cell, atol=1e-6)
+
+
+def test_dropout_zeroes_a_share_p_and_rescales_the_rest():
+    torch.manual_seed(0)
+    x = torch.ones(200, 500)
+    dropped = dropout(x, 0.3, training=True)
+    zeros = (dropped == 0).float().mean().item()
+    assert abs(zeros - 0.3) < 0.01
+    assert torch.allclose(dropped[dropped != 0], torch.tensor(1 / 0.7))
+    assert abs(dropped.mean().item() - 1.0) < 0.02  # the expectation is kept
+    assert dropout(x, 0.3, training=False) is x
+    assert dropout(x, 0.0, training=True) is x
+    bf16 = dropout(x.bfloat16(), 0.5, training=True)
+    assert bf16.dtype == torch.bfloat16 and set(bf16.unique().tolist()) == {0.0, 2.0}
 
 
 def test_parameters_start_uniform_in_init_range():
