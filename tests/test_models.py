@@ -222,6 +222,45 @@ def test_mixed_teacher_forcing_follows_the_generator_draws():
     assert not torch.allclose(first, free, atol=1e-3)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_training_forward_with_predicted_inputs_equals_the_run_by_run_decoder(cell, monkeypatch):
+    """With gradients on CPU, forward() finds the predicted inputs without gradients and then
+    runs the decoder once; logits and gradients equal those of one call per run of true
+    inputs under the same dropout masks."""
+    model = make_model(cell).train()
+    src, lengths = sources()
+    tgt = targets(length=12)
+    gold = torch.rand(11, generator=torch.Generator().manual_seed(5)) < 0.5
+    assert gold[1:].any() and not gold[1:].all()
+    torch.manual_seed(6)
+    noise = model.decoder.noise(tgt[:, :-1])
+    monkeypatch.setattr(model.decoder, "noise", lambda tokens: noise)
+
+    def logits_and_gradients(compute):
+        model.zero_grad()
+        torch.manual_seed(7)  # the same encoder dropout in both
+        logits = compute()
+        (logits * torch.arange(logits.numel()).view_as(logits) / logits.numel()).sum().backward()
+        return [logits.detach()] + [p.grad.clone() for p in model.parameters()]
+
+    ours = logits_and_gradients(
+        lambda: model(src, lengths, tgt, 0.5, torch.Generator().manual_seed(5))
+    )
+    reference = logits_and_gradients(
+        lambda: model._by_segments(tgt[:, :-1], gold.tolist(), model.encode(src, lengths), noise)
+    )
+    for mine, theirs in zip(ours, reference, strict=True):
+        assert torch.allclose(mine, theirs, atol=1e-5)
+    # The masks matter: other ones give other logits.
+    monkeypatch.setattr(model.decoder, "noise", lambda tokens: [~keep for keep in noise])
+    assert not torch.allclose(
+        logits_and_gradients(
+            lambda: model(src, lengths, tgt, 0.5, torch.Generator().manual_seed(5))
+        )[0],
+        ours[0],
+    )
+
+
 def test_forward_uses_dropout_only_in_training_mode():
     model = make_model()
     src, lengths = sources()
