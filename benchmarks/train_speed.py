@@ -118,6 +118,9 @@ def main() -> None:
         help="also time seq2seq on randomly drawn (padded) batches",
     )
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="time the batches this often, report the median"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -153,6 +156,7 @@ def main() -> None:
     print(
         f"timed: {len(timed)} batches, {timed_tokens} target tokens"
         + (" (a full epoch)" if args.full_epoch else f" after {len(warm)} warm-up batches")
+        + (f", median of {args.repeats} runs" if args.repeats > 1 else "")
     )
     print(
         f"{'implementation':32} {'tf':>4} {'precision':>9} {'tok/s':>8} {'s/epoch':>8} "
@@ -179,7 +183,10 @@ def main() -> None:
             random.seed(0)
             model = build_model(config, src_vocab, tgt_vocab)
             train_steps(forward, model, warm_set, ratio, tgt_vocab.pad, precision)
-            seconds = train_steps(forward, model, timed_set, ratio, tgt_vocab.pad, precision)
+            seconds = statistics.median(
+                train_steps(forward, model, timed_set, ratio, tgt_vocab.pad, precision)
+                for _ in range(args.repeats)
+            )
             rate = sum(b.num_target_tokens for b in timed_set) / seconds
             epoch_seconds = seconds if args.full_epoch else epoch_tgt / rate
             floor = flops / (bf16 if precision == "bfloat16" else fp32)

@@ -77,7 +77,7 @@ def test_train_logs_each_epoch(trained):
     assert len(records) == 1
     record = records[0]
     fields = {
-        "epoch", "step", "lr", "train_loss", "train_ppl", "padding", "seconds",
+        "epoch", "step", "lr", "train_loss", "train_ppl", "padding", "precision", "seconds",
         "tokens_per_second", "val_loss", "val_ppl", "val_free_loss", "val_free_ppl",
         "val_bleu", "val_bleu_tokenized", "val_chrf", "best",
     }  # fmt: skip
@@ -91,6 +91,7 @@ def test_train_logs_each_epoch(trained):
     for loss in ("train", "val", "val_free"):
         assert record[f"{loss}_ppl"] == pytest.approx(math.exp(record[f"{loss}_loss"]))
     assert 0 <= record["padding"] < 0.5
+    assert record["precision"] in ("float32", "bfloat16")
     assert record["seconds"] > 0 and record["tokens_per_second"] > 0
     assert 0 <= record["val_bleu"] <= 100 and 0 < record["val_chrf"] <= 100
     meta = json.loads((trained / "best" / "meta.json").read_text())

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from conftest import CONFIGS
 
 from seq2seq.config import config_to_dict, load_config
-from seq2seq.train import config_diff, lr_factor
+from seq2seq.train import config_diff, lr_factor, make_optimizer, pick_precision
 
 
 @pytest.mark.parametrize(
@@ -33,3 +34,37 @@ def test_config_diff_names_changes_but_not_where_the_run_lives():
         )
     )
     assert config_diff(old, new) == ["train.lr: 0.001 -> 0.01"]
+
+
+@pytest.mark.parametrize("amx, expected", [(True, "bfloat16"), (False, "float32")])
+def test_auto_precision_is_bfloat16_on_cpus_with_amx_only(monkeypatch, amx, expected):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert pick_precision("auto", torch.device("cpu")) == expected
+    for name in ("float32", "bfloat16"):  # an explicit choice always stands
+        assert pick_precision(name, torch.device("cpu")) == name
+
+
+@pytest.mark.parametrize("bf16, expected", [(True, "bfloat16"), (False, "float32")])
+def test_auto_precision_on_gpus_follows_bfloat16_support(monkeypatch, bf16, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    assert pick_precision("auto", torch.device("cuda")) == expected
+    assert pick_precision("auto", torch.device("mps")) == "float32"
+
+
+def test_optimizers_are_fused_on_cpu_and_step_as_the_plain_ones():
+    config = load_config(CONFIGS / "tiny.yaml").train
+    torch.manual_seed(0)
+    weights = [torch.randn(5, 3, requires_grad=True) for _ in range(2)]
+    fused = make_optimizer(config, [weights[0]], torch.device("cpu"))
+    plain = torch.optim.Adam([weights[1]], lr=config.lr)
+    assert fused.defaults["fused"] is True
+    start = weights[0].detach().clone()
+    with torch.no_grad():
+        weights[1].copy_(start)
+    for _ in range(3):
+        for weight, optimizer in zip(weights, (fused, plain), strict=True):
+            optimizer.zero_grad()
+            (weight**2).sum().backward()
+            optimizer.step()
+    assert not torch.equal(weights[0], start)
+    assert torch.allclose(weights[0], weights[1], atol=1e-6)
