@@ -89,10 +89,11 @@ def run_layers(
     dropout between layers (fresh, or the masks `keep` for layers 2..L); same parameters and
     results as `rnn(x, state)` without dropout.
 
-    On CPU each layer is one oneDNN call; on other devices the module's own multi-layer call
-    (cuDNN, fused dropout) is faster.
+    The module's own multi-layer call is used wherever no dropout mask of ours is needed:
+    without dropout (evaluation, decoding: one call per step costs less than one per layer)
+    and on GPUs (cuDNN, fused dropout). Training on CPU, each layer is one oneDNN call.
     """
-    if not x.is_cpu and keep is None:
+    if keep is None and not (x.is_cpu and training and p > 0.0 and rnn.num_layers > 1):
         return rnn(x, state)
     lstm = isinstance(rnn, nn.LSTM)
     hidden, cell = state if lstm else (state, None)
