@@ -162,23 +162,27 @@ def main() -> None:
         f"{'implementation':32} {'tf':>4} {'precision':>9} {'tok/s':>8} {'s/epoch':>8} "
         f"{'x floor':>8} {'speed-up':>8} {'peak RSS':>9}"
     )
-    # The same number of batches drawn at random (as the tutorial's loader), to isolate
-    # what bucketing gives.
-    count = len(timed)
-    shuffled = _random_batches(len(examples))[: args.warmup + count]
-    random_batches = list(iterate(examples, shuffled, src_vocab.pad, tgt_vocab.pad))
+    runs = (
+        [] if args.skip_baseline else [("tutorial step", tutorial_forward, "float32", warm, timed)]
+    )
+    runs += [("seq2seq", our_forward, p, warm, timed) for p in args.precision]
+    if args.random_batches:
+        # The same number of batches drawn at random (as the tutorial's loader), to isolate
+        # what bucketing gives.
+        shuffled = _random_batches(len(examples))[: args.warmup + len(timed)]
+        drawn = list(iterate(examples, shuffled, src_vocab.pad, tgt_vocab.pad))
+        runs.append(
+            (
+                "seq2seq, random batches",
+                our_forward,
+                "float32",
+                drawn[: args.warmup],
+                drawn[args.warmup :],
+            )
+        )
     for ratio in args.teacher_forcing:
         baseline = None
-        runs = [] if args.skip_baseline else [("tutorial step", tutorial_forward, "float32", 0)]
-        runs += [("seq2seq", our_forward, p, 0) for p in args.precision]
-        if args.random_batches:
-            runs.append(("seq2seq, random batches", our_forward, "float32", 1))
-        for name, forward, precision, randomized in runs:
-            warm_set, timed_set = (
-                (random_batches[: args.warmup], random_batches[args.warmup :])
-                if randomized
-                else (warm, timed)
-            )
+        for name, forward, precision, warm_set, timed_set in runs:
             torch.manual_seed(0)
             random.seed(0)
             model = build_model(config, src_vocab, tgt_vocab)

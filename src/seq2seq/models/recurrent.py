@@ -77,6 +77,9 @@ def dropout(
     return x * (keep * (1.0 / (1.0 - p))).to(x.dtype)
 
 
+_RNN_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
 def run_layers(
     rnn: nn.LSTM | nn.GRU,
     x: torch.Tensor,
@@ -117,9 +120,6 @@ def run_layers(
     return outputs, ((final, torch.cat(cells)) if lstm else final)
 
 
-_RNN_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-
-
 class Encoder(nn.Module):
     def __init__(self, config: ModelConfig, vocab_size: int, pad_id: int):
         super().__init__()
@@ -149,7 +149,7 @@ class Encoder(nn.Module):
         """
         batch_size = embedded.size(0)
         lengths, order = src_lengths.sort(descending=True)
-        embedded = embedded.index_select(0, order.to(embedded.device))
+        embedded = embedded.index_select(0, order)
         lengths = lengths.tolist()
         layers, hidden_size = self.rnn.num_layers, self.rnn.hidden_size
         zeros = embedded.new_zeros(layers, batch_size, hidden_size)
@@ -164,14 +164,8 @@ class Encoder(nn.Module):
             state = _rows(state, 0, still)
             start, alive = end, still
         finals.reverse()  # longest first, as the sorted batch
-        inverse = torch.empty_like(order)
-        inverse[order] = torch.arange(batch_size)
-        inverse = inverse.to(embedded.device)
-        if isinstance(self.rnn, nn.LSTM):
-            hidden = torch.cat([h for h, _ in finals], dim=1).index_select(1, inverse)
-            cell = torch.cat([c for _, c in finals], dim=1).index_select(1, inverse)
-            return RecurrentState(hidden, cell)
-        return RecurrentState(torch.cat(finals, dim=1).index_select(1, inverse), None)
+        merged = RecurrentState.from_rnn_state(_cat_rows(finals))
+        return merged.select(order.argsort())  # back to the batch's own order
 
 
 def _rows(state, start: int, end: int):
@@ -179,6 +173,13 @@ def _rows(state, start: int, end: int):
     if isinstance(state, tuple):
         return tuple(part[:, start:end] for part in state)
     return state[:, start:end]
+
+
+def _cat_rows(states: list):
+    """RNN states (or LSTM pairs of them) stacked along the batch, the inverse of `_rows`."""
+    if isinstance(states[0], tuple):
+        return tuple(torch.cat(parts, dim=1) for parts in zip(*states, strict=True))
+    return torch.cat(states, dim=1)
 
 
 class Decoder(nn.Module):
@@ -201,15 +202,10 @@ class Decoder(nn.Module):
     ) -> tuple[torch.Tensor, RecurrentState]:
         """The top layer's outputs (B, T', H) and the new state, before the output layer.
         `noise`, from `noise()`, fixes the dropout masks."""
-        keep = noise or [None]
-        embedded = dropout(self.embedding(tokens), self.p, self.training, keep[0])  # (B, T', E)
+        embedding_keep, layer_keep = (noise[0], noise[1:]) if noise else (None, None)
+        embedded = dropout(self.embedding(tokens), self.p, self.training, embedding_keep)
         outputs, rnn_state = run_layers(
-            self.rnn,
-            embedded,
-            state.as_rnn_state(),
-            self.p,
-            self.training,
-            noise[1:] if noise else None,
+            self.rnn, embedded, state.as_rnn_state(), self.p, self.training, layer_keep
         )  # (B, T', H)
         return outputs, RecurrentState.from_rnn_state(rnn_state)
 
