@@ -16,7 +16,7 @@ import torch
 
 from seq2seq import checkpoint
 from seq2seq.data.dataset import load_split, numericalize
-from seq2seq.evaluate import DecodeSettings, decode_examples
+from seq2seq.decode import DecodeSettings, decode_examples
 
 
 @torch.inference_mode()

@@ -16,7 +16,8 @@ import time
 import torch
 
 from seq2seq import checkpoint
-from seq2seq.evaluate import DecodeSettings, evaluate_split
+from seq2seq.decode import DecodeSettings
+from seq2seq.evaluate import evaluate_split
 
 
 def main() -> None:

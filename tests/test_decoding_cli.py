@@ -22,7 +22,7 @@ from conftest import MULTI30K, assert_error, cli, isolated
 from seq2seq import checkpoint
 from seq2seq.cli import main
 from seq2seq.data.dataset import encode_source
-from seq2seq.evaluate import DecodeSettings
+from seq2seq.decode import DecodeSettings
 from seq2seq.translate import Translator
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"

@@ -15,8 +15,8 @@ from seq2seq import checkpoint
 from seq2seq.config import Config, ModelConfig
 from seq2seq.data.dataset import Example
 from seq2seq.data.vocab import SPECIALS, Vocab
+from seq2seq.decode import score_examples
 from seq2seq.errors import CheckpointError
-from seq2seq.evaluate import score_examples
 from seq2seq.models import Seq2Seq, build_model
 from seq2seq.models.ensemble import Ensemble
 from seq2seq.search import beam_search, greedy_search

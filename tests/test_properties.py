@@ -21,7 +21,7 @@ from seq2seq.data.batching import bucket_batches, sorted_batches
 from seq2seq.data.dataset import Example
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import SPECIALS, UNK, Vocab
-from seq2seq.evaluate import DecodeSettings
+from seq2seq.decode import DecodeSettings
 from seq2seq.translate import Translator
 
 GOLDEN = ROOT / "tests" / "data" / "golden"

@@ -7,7 +7,8 @@ import torch
 from conftest import CONFIGS
 
 from seq2seq.config import config_to_dict, load_config
-from seq2seq.train import config_diff, lr_factor, make_optimizer, pick_precision
+from seq2seq.device import pick_precision
+from seq2seq.train import config_diff, lr_factor, make_optimizer
 
 
 @pytest.mark.parametrize(

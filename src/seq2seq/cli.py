@@ -107,7 +107,7 @@ def _decoding_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args):
-    from seq2seq.evaluate import DecodeSettings
+    from seq2seq.decode import DecodeSettings
 
     n_best = getattr(args, "n_best", 1)
     checks = [
@@ -138,7 +138,7 @@ def _settings(args):
 
 def _load(args):
     from seq2seq import checkpoint
-    from seq2seq.train import pick_device
+    from seq2seq.device import pick_device
 
     device = pick_device(args.device)
     runs = args.run if isinstance(args.run, list) else [args.run]

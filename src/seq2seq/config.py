@@ -72,7 +72,7 @@ class TrainConfig:
     # (the decoder reads its own predictions, as the tutorial's "valid loss") or greedy BLEU.
     best_metric: Literal["val_loss", "val_free_loss", "val_bleu"] = "val_loss"
     # "auto": bfloat16 autocast where it pays off (CPUs with AMX, GPUs with bfloat16), else
-    # float32; see pick_precision in train.py.
+    # float32; see pick_precision in device.py.
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
     # Greedy decoding length for validation BLEU: at most max_length_a * source length + b tokens.
     max_length_a: float = 1.5

@@ -28,8 +28,11 @@ from seq2seq.config import Config, ConfigError, TrainConfig, config_to_dict
 from seq2seq.data.batching import bucket_batches, iterate, padding_share
 from seq2seq.data.dataset import build_vocabs, load_split, numericalize
 from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.decode import DecodeSettings
+from seq2seq.device import autocast as device_autocast
+from seq2seq.device import pick_device, pick_precision
 from seq2seq.errors import CheckpointError, TrainingDiverged, TrainingInterrupted
-from seq2seq.evaluate import DecodeSettings, evaluate_examples, perplexity
+from seq2seq.evaluate import evaluate_examples, perplexity
 from seq2seq.models import build_model
 
 log = logging.getLogger(__name__)
@@ -49,32 +52,6 @@ RESUMABLE_CHANGES = {
     "name",
     "output_dir",
 }
-
-
-def pick_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def pick_precision(name: str, device: torch.device) -> str:
-    """With "auto", bfloat16 autocast where it was measured to pay off without costing quality,
-    and float32 elsewhere. On a CPU with AMX a full tutorial epoch took 74 s against 138 s in
-    float32, and the tutorial run's test BLEU was within seed noise of float32's (README,
-    Results). GPUs that support bfloat16 get it too. CPUs without AMX emulate bfloat16 or
-    barely speed it up, and MPS autocast support varies, so they keep float32."""
-    if name != "auto":
-        return name
-    if device.type == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    if device.type == "cpu":
-        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-        return "bfloat16" if amx() else "float32"
-    return "float32"
 
 
 def seed_everything(seed: int) -> None:
@@ -270,7 +247,7 @@ class Trainer:
         """Train on these batches, saving and stopping cleanly if a signal asks to."""
         train = self.config.train
         criterion = torch.nn.CrossEntropyLoss(ignore_index=self.tgt_vocab.pad)
-        autocast = self._autocast()
+        autocast = device_autocast(self.precision, self.device)
         self.model.train()
         pin = self.device.type == "cuda"
         batch_iter = iterate(
@@ -448,11 +425,6 @@ class Trainer:
             f"{record['seconds']:.0f}s {record['tokens_per_second']:.0f} tok/s"
             + (" | best" if record["best"] else "")
         )
-
-    def _autocast(self):
-        if self.precision == "bfloat16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
 
 def _numpy_state() -> list:

@@ -9,7 +9,7 @@ import torch
 from seq2seq.checkpoint import Checkpoint
 from seq2seq.data.dataset import Example, encode_source, encode_target
 from seq2seq.data.tokenizer import Tokenizer
-from seq2seq.evaluate import DecodeSettings, decode_examples, score_examples
+from seq2seq.decode import DecodeSettings, decode_examples, score_examples
 from seq2seq.search import Scored
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,114 @@
+"""Decoding whole lists of examples: batching by length, greedy or beam search as the settings
+say, and the results back in the examples' order. Written only against the model protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from seq2seq.data.batching import iterate, sorted_batches
+from seq2seq.data.dataset import Example
+from seq2seq.search import Scored, beam_search, greedy_search, length_penalty, max_lengths
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How to decode: greedy when beam_size is 1, else beam search. Output is at most
+    max_length_a * source length + max_length_b tokens, and at most max_length if set."""
+
+    batch_size: int = 128
+    beam_size: int = 1
+    alpha: float = 0.0
+    n_best: int = 1
+    min_length: int = 0
+    max_length_a: float = 1.5
+    max_length_b: int = 10
+    max_length: int | None = None
+
+
+def decode_examples(
+    model,
+    examples: list[Example],
+    *,
+    sos: int,
+    eos: int,
+    pad: int,
+    device: torch.device,
+    settings: DecodeSettings = DecodeSettings(),
+) -> list[list[Scored]]:
+    """The n-best hypotheses for each example, in the examples' order."""
+    model.eval()
+    out: list[list[Scored]] = [[] for _ in examples]
+    for batch in length_batches(examples, settings.batch_size, pad):
+        limits = max_lengths(
+            batch.src_lengths - 2, settings.max_length_a, settings.max_length_b, settings.max_length
+        )
+        batch = batch.to(device)
+        if settings.beam_size == 1 and settings.min_length == 0:  # greedy is beam 1, faster
+            greedy = greedy_search(
+                model, batch.src, batch.src_lengths, sos=sos, eos=eos, max_length=limits
+            )
+            nbest = [
+                [Scored(t, s, s / length_penalty(len(t) + (len(t) < limit), settings.alpha))]
+                for t, s, limit in zip(greedy.tokens, greedy.scores, limits.tolist(), strict=True)
+            ]
+        else:
+            nbest = beam_search(
+                model,
+                batch.src,
+                batch.src_lengths,
+                sos=sos,
+                eos=eos,
+                beam_size=settings.beam_size,
+                max_length=limits,
+                min_length=settings.min_length,
+                alpha=settings.alpha,
+                n_best=settings.n_best,
+            )
+        for index, hypotheses in zip(batch.indices, nbest, strict=True):
+            out[index] = hypotheses
+    return out
+
+
+def best_translations(
+    model,
+    examples: list[Example],
+    *,
+    sos: int,
+    eos: int,
+    pad: int,
+    device: torch.device,
+    settings: DecodeSettings = DecodeSettings(),
+) -> list[list[int]]:
+    """The best output ids for each example, in the examples' order."""
+    nbest = decode_examples(
+        model, examples, sos=sos, eos=eos, pad=pad, device=device, settings=settings
+    )
+    return [hypotheses[0].tokens for hypotheses in nbest]
+
+
+@torch.inference_mode()
+def score_examples(
+    model, examples: list[Example], *, pad: int, device: torch.device, batch_size: int = 128
+) -> list[float]:
+    """log P(target | source) of each example, <eos> included, in the examples' order."""
+    model.eval()
+    out = [0.0] * len(examples)
+    for batch in length_batches(examples, batch_size, pad):
+        batch = batch.to(device)
+        logits = model(batch.src, batch.src_lengths, batch.tgt, 1.0)
+        log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B, T-1, V)
+        gold = batch.tgt[:, 1:]
+        token_scores = log_probs.gather(-1, gold.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
+        sums = token_scores.masked_fill(gold == pad, 0.0).sum(dim=1).tolist()
+        for index, value in zip(batch.indices, sums, strict=True):
+            out[index] = value
+    return out
+
+
+def length_batches(examples: list[Example], batch_size: int, pad: int):
+    """Batches of similar source lengths (fast to decode); each carries its examples' indices."""
+    batches = sorted_batches(examples, size=batch_size, unit="sentences")
+    yield from iterate(examples, batches, pad, pad)
