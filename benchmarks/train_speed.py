@@ -23,9 +23,10 @@ import time
 
 import torch
 
-from seq2seq.config import DataConfig, ModelConfig, TrainConfig
+from seq2seq.config import DataConfig, RecurrentConfig, TrainConfig
 from seq2seq.data.batching import bucket_batches, iterate, padding_share
 from seq2seq.data.dataset import build_vocabs, load_split, numericalize
+from seq2seq.data.vocab import model_sizes
 from seq2seq.models import build_model
 from seq2seq.train import make_optimizer
 
@@ -88,7 +89,7 @@ def matmul_rate(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> floa
     return 2 * size**3 / statistics.median(seconds)
 
 
-def flops_per_epoch(config: ModelConfig, src_tokens: int, tgt_tokens: int, vocab: int) -> float:
+def flops_per_epoch(config: RecurrentConfig, src_tokens: int, tgt_tokens: int, vocab: int) -> float:
     """Forward and backward (3x forward) matrix FLOPs, padding excluded: LSTM gates for every
     source and target token, and the output layer for every target token."""
     gates = 4 * config.hidden_size
@@ -131,7 +132,7 @@ def main() -> None:
     train = load_split(data, "train")
     src_vocab, tgt_vocab = build_vocabs(data, train)
     examples = numericalize(train, src_vocab, tgt_vocab, data)
-    config = ModelConfig()
+    config = RecurrentConfig()
     epoch = bucket_batches(examples, size=128, unit="sentences", rng=random.Random(0))
     chosen = epoch if args.full_epoch else epoch[: args.warmup + args.batches]
     batches = list(iterate(examples, chosen, src_vocab.pad, tgt_vocab.pad))
@@ -185,7 +186,7 @@ def main() -> None:
         for name, forward, precision, warm_set, timed_set in runs:
             torch.manual_seed(0)
             random.seed(0)
-            model = build_model(config, src_vocab, tgt_vocab)
+            model = build_model(config, **model_sizes(src_vocab, tgt_vocab))
             train_steps(forward, model, warm_set, ratio, tgt_vocab.pad, precision)
             seconds = statistics.median(
                 train_steps(forward, model, timed_set, ratio, tgt_vocab.pad, precision)

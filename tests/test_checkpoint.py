@@ -15,8 +15,8 @@ import torch
 import yaml
 
 from seq2seq import checkpoint
-from seq2seq.config import Config, ModelConfig, TrainConfig
-from seq2seq.data.vocab import SPECIALS, Vocab
+from seq2seq.config import Config, RecurrentConfig, TrainConfig
+from seq2seq.data.vocab import SPECIALS, Vocab, model_sizes
 from seq2seq.errors import CheckpointError
 from seq2seq.models import build_model
 
@@ -24,7 +24,7 @@ SRC = Vocab([*SPECIALS, "ein", "mann", "über", "straße"])
 TGT = Vocab([*SPECIALS, "a", "man", "over", "street", "é"])
 CONFIG = Config(
     name="ckpt",
-    model=ModelConfig(embedding_size=8, hidden_size=16, num_layers=2, dropout=0.0),
+    model=RecurrentConfig(embedding_size=8, hidden_size=16, num_layers=2, dropout=0.0),
     train=TrainConfig(epochs=3, lr=0.01, teacher_forcing_ratio=1.0),
 )
 META = {"epoch": 2, "step": 40, "metrics": {"val_loss": 1.25, "val_bleu": 3.5}}
@@ -32,7 +32,7 @@ META = {"epoch": 2, "step": 40, "metrics": {"val_loss": 1.25, "val_bleu": 3.5}}
 
 def make_model(seed: int = 0):
     torch.manual_seed(seed)
-    return build_model(CONFIG.model, SRC, TGT)
+    return build_model(CONFIG.model, **model_sizes(SRC, TGT))
 
 
 def save(path: Path, model, meta=META, **kwargs) -> None:

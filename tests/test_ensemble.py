@@ -12,9 +12,9 @@ import torch
 from toy_models import EOS, PAD, SOS, SRC_VOCAB, TGT_VOCAB, random_model
 
 from seq2seq import checkpoint
-from seq2seq.config import Config, ModelConfig
+from seq2seq.config import Config, RecurrentConfig
 from seq2seq.data.dataset import Example
-from seq2seq.data.vocab import SPECIALS, Vocab
+from seq2seq.data.vocab import SPECIALS, Vocab, model_sizes
 from seq2seq.decode import score_examples
 from seq2seq.errors import CheckpointError
 from seq2seq.models import Seq2Seq, build_model
@@ -172,13 +172,14 @@ def test_score_examples_of_an_ensemble_equals_the_searchs_log_prob():
 SRC = Vocab([*SPECIALS, "ein", "mann", "hund", "straße"])
 TGT = Vocab([*SPECIALS, "a", "man", "dog", "street", "over"])
 CONFIG = Config(
-    name="member", model=ModelConfig(embedding_size=8, hidden_size=16, num_layers=1, dropout=0.0)
+    name="member",
+    model=RecurrentConfig(embedding_size=8, hidden_size=16, num_layers=1, dropout=0.0),
 )
 
 
 def save_member(path: Path, seed: int, config: Config = CONFIG, vocabs=(SRC, TGT)) -> Path:
     torch.manual_seed(seed)
-    model = build_model(config.model, *vocabs)
+    model = build_model(config.model, **model_sizes(*vocabs))
     checkpoint.save(path, model, config, vocabs, {"epoch": 1, "step": 1})
     return path
 

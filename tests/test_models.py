@@ -3,13 +3,16 @@ step-by-step decoding interface under every teacher-forcing ratio, and the paper
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from seq2seq.config import ModelConfig
+from seq2seq.config import RecurrentConfig
 from seq2seq.models import RecurrentState, Seq2Seq
-from seq2seq.models.recurrent import dropout, run_layers
+from seq2seq.models.cpu_rnn import dropout, run_layers
+from seq2seq.search import mixed_forcing
 
 SRC_VOCAB, TGT_VOCAB, PAD = 23, 19, 1
 
@@ -18,7 +21,7 @@ def make_model(cell: str = "lstm", *, init_range: float = 0.3, seed: int = 0) ->
     """Two layers and dropout, so eval mode and the layer stacking both matter; a wide init so
     that argmax choices differ from step to step."""
     torch.manual_seed(seed)
-    config = ModelConfig(
+    config = RecurrentConfig(
         cell=cell,
         embedding_size=8,
         hidden_size=16,
@@ -26,7 +29,9 @@ def make_model(cell: str = "lstm", *, init_range: float = 0.3, seed: int = 0) ->
         dropout=0.3,
         init_range=init_range,
     )
-    return Seq2Seq(config, SRC_VOCAB, TGT_VOCAB, src_pad=PAD, tgt_pad=PAD).eval()
+    return Seq2Seq(
+        config, src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB, src_pad=PAD, tgt_pad=PAD
+    ).eval()
 
 
 def random_ids(generator: torch.Generator, *shape: int, vocab: int) -> torch.Tensor:
@@ -226,10 +231,10 @@ def test_mixed_teacher_forcing_follows_the_generator_draws():
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_training_forward_with_predicted_inputs_equals_the_run_by_run_decoder(cell, monkeypatch):
+def test_training_forward_with_predicted_inputs_equals_the_step_by_step_decoder(cell, monkeypatch):
     """With gradients on CPU, forward() finds the predicted inputs without gradients and then
-    runs the decoder once; logits and gradients equal those of one call per run of true
-    inputs under the same dropout masks."""
+    runs the decoder once; logits and gradients equal those of one call per step under the
+    same dropout masks."""
     model = make_model(cell).train()
     src, lengths = sources()
     tgt = targets(length=12)
@@ -249,9 +254,18 @@ def test_training_forward_with_predicted_inputs_equals_the_run_by_run_decoder(ce
     ours = logits_and_gradients(
         lambda: model(src, lengths, tgt, 0.5, torch.Generator().manual_seed(5))
     )
-    reference = logits_and_gradients(
-        lambda: model._by_segments(tgt[:, :-1], gold.tolist(), model.encode(src, lengths), noise)
-    )
+
+    def step_by_step():
+        """One decoder call per step, under the same masks: the loop the fast path replaces."""
+        state, outputs = model.encode(src, lengths), []
+        for t in range(tgt.size(1) - 1):
+            token = tgt[:, t] if t == 0 or gold[t] else outputs[-1].argmax(-1)
+            masks = [keep[:, t : t + 1] for keep in noise]
+            logits, state = model.decoder(token.unsqueeze(1), state, masks)
+            outputs.append(logits.squeeze(1))
+        return torch.stack(outputs, dim=1)
+
+    reference = logits_and_gradients(step_by_step)
     for mine, theirs in zip(ours, reference, strict=True):
         assert torch.allclose(mine, theirs, atol=1e-5)
     # The masks matter: other ones give other logits.
@@ -323,3 +337,52 @@ def test_selected_state_decodes_like_the_original_entries():
     selected_log_probs, _ = model.decode_step(tokens[index], state.select(index))
 
     assert torch.allclose(selected_log_probs, log_probs[index], atol=1e-6)
+
+
+def plain_twin(model: Seq2Seq) -> Seq2Seq:
+    """The same model with `cpu_fast_path: false`: nn.LSTM / nn.GRU calls only."""
+    config = dataclasses.replace(model.config, cpu_fast_path=False)
+    twin = Seq2Seq(
+        config, src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB, src_pad=PAD, tgt_pad=PAD
+    )
+    twin.load_state_dict(model.state_dict())
+    return twin.train(model.training)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("ratio", [1.0, 0.5, 0.0])
+def test_the_plain_path_computes_what_the_fast_path_does(cell, ratio):
+    """Without dropout the two paths are the same function: equal states, logits, gradients."""
+    fast = make_model(cell)
+    plain = plain_twin(fast)
+    for model in (fast, plain):
+        for part in (model.encoder, model.decoder):
+            part.p = part.rnn.dropout = 0.0
+    src, lengths = sources()
+    tgt = targets(length=12)
+
+    def run(model):
+        model.train()  # gradients and the training code paths, without dropout
+        model.zero_grad()
+        state = model.encode(src, lengths)
+        logits = model(src, lengths, tgt, ratio, torch.Generator().manual_seed(5))
+        torch.log_softmax(logits, -1)[..., 3].sum().backward()
+        return [state.hidden.detach(), torch.log_softmax(logits.detach(), -1)] + [
+            p.grad.clone() for p in model.parameters()
+        ]
+
+    for mine, theirs in zip(run(fast), run(plain), strict=True):
+        assert torch.allclose(mine, theirs, atol=1e-5)
+
+
+def test_the_fast_mixed_forcing_path_equals_the_shared_loop():
+    """At a ratio below 1 in eval mode with gradients on, the fast path runs; the shared loop
+    of search.py is what it must equal, and what the plain path runs."""
+    model = make_model()
+    src, lengths = sources()
+    tgt = targets(length=12)
+    fast = model(src, lengths, tgt, 0.5, torch.Generator().manual_seed(5))
+    shared = mixed_forcing(model, src, lengths, tgt, 0.5, torch.Generator().manual_seed(5))
+    assert torch.allclose(torch.log_softmax(fast, -1), shared, atol=1e-5)
+    other_draws = mixed_forcing(model, src, lengths, tgt, 0.5, torch.Generator().manual_seed(9))
+    assert not torch.allclose(other_draws, shared, atol=1e-3)

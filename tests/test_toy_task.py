@@ -7,10 +7,10 @@ import random
 
 import torch
 
-from seq2seq.config import ModelConfig
+from seq2seq.config import RecurrentConfig
 from seq2seq.data.batching import collate
 from seq2seq.data.dataset import Example
-from seq2seq.data.vocab import SPECIALS, Vocab
+from seq2seq.data.vocab import SPECIALS, Vocab, model_sizes
 from seq2seq.models import build_model
 from seq2seq.search import greedy_search
 
@@ -38,8 +38,8 @@ def test_tiny_model_learns_to_reverse_digit_strings():
     torch.manual_seed(0)
     rng = random.Random(0)
     held_out = set(random_strings(rng, 200))
-    config = ModelConfig(embedding_size=32, hidden_size=128, num_layers=1, dropout=0.0)
-    model = build_model(config, VOCAB, VOCAB)
+    config = RecurrentConfig(embedding_size=32, hidden_size=128, num_layers=1, dropout=0.0)
+    model = build_model(config, **model_sizes(VOCAB, VOCAB))
     steps = 600
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     # Decaying to 0 settles the last steps, so the result does not hinge on where they stop.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from seq2seq.config import ModelConfig
+from seq2seq.config import RecurrentConfig
 from seq2seq.models import Seq2Seq
 
 PAD, SOS, EOS = 1, 2, 3
@@ -17,8 +17,12 @@ def random_model(seed: int, eos_bias: float = 1.0, unlikely: float = -30.0) -> S
     some sentences at once, some after a few tokens, some never); <sos> and <pad> get the bias
     `unlikely`, so they are never likely, as in a trained model."""
     torch.manual_seed(seed)
-    config = ModelConfig(embedding_size=8, hidden_size=16, num_layers=2, dropout=0.0, init_range=1)
-    model = Seq2Seq(config, SRC_VOCAB, TGT_VOCAB, src_pad=PAD, tgt_pad=PAD).eval()
+    config = RecurrentConfig(
+        embedding_size=8, hidden_size=16, num_layers=2, dropout=0.0, init_range=1
+    )
+    model = Seq2Seq(
+        config, src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB, src_pad=PAD, tgt_pad=PAD
+    ).eval()
     with torch.no_grad():
         model.decoder.output.weight.mul_(3.0)
         model.decoder.output.bias.zero_()

@@ -26,9 +26,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from seq2seq.config import Config, ConfigError, config_from_dict, config_to_dict, one_line
-from seq2seq.data.vocab import Vocab
+from seq2seq.data.vocab import Vocab, model_sizes
 from seq2seq.errors import CheckpointError
-from seq2seq.models import Seq2Seq, build_model
+from seq2seq.models import Seq2SeqModel, build_model
 
 FORMAT = "seq2seq-checkpoint"
 FORMAT_VERSION = 1
@@ -36,7 +36,7 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Checkpoint:
-    model: Seq2Seq
+    model: Seq2SeqModel
     config: Config
     src_vocab: Vocab
     tgt_vocab: Vocab
@@ -140,7 +140,7 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
         src_vocab, tgt_vocab = Vocab(vocab["src"]), Vocab(vocab["tgt"])
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}/vocab.json is unusable: {error}") from None
-    model = build_model(config.model, src_vocab, tgt_vocab)
+    model = build_model(config.model, **model_sizes(src_vocab, tgt_vocab))
     weights = _read_tensors(path / "model.safetensors")
     try:
         model.load_state_dict(weights)

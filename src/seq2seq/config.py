@@ -45,7 +45,10 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class RecurrentConfig:
+    """`model.type: lstm`, the paper's attention-free encoder-decoder (models/recurrent.py)."""
+
+    type: Literal["lstm"] = "lstm"
     cell: Literal["lstm", "gru"] = "lstm"
     embedding_size: int = 256
     hidden_size: int = 512
@@ -53,6 +56,16 @@ class ModelConfig:
     dropout: float = 0.5
     # Every parameter starts uniform in [-init_range, init_range] (the paper's 0.08).
     init_range: float = 0.08
+    # On CPU, dense oneDNN calls in exact time slices and our own dropout (models/cpu_rnn.py);
+    # false runs plain nn.LSTM / nn.GRU calls, tested equal, in case a PyTorch release breaks
+    # the private calls the fast path makes. Ignored on GPUs, which always run cuDNN.
+    cpu_fast_path: bool = True
+
+
+# Every architecture's settings, by `model.type`. A section's `type` picks its class; a key that
+# belongs to another type is refused, naming the type it belongs to.
+MODEL_CONFIGS: dict[str, type] = {"lstm": RecurrentConfig}
+ModelConfig = RecurrentConfig  # the union of MODEL_CONFIGS' classes; one member today
 
 
 @dataclass(frozen=True)
@@ -93,7 +106,7 @@ class Config:
     # Allow training into an existing run directory, replacing its checkpoints.
     overwrite: bool = False
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=RecurrentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     @property
@@ -166,7 +179,7 @@ def _build(cls: type, raw: Any, prefix: str, errors: list[str]) -> Any:
         errors.append(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
         return cls()
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = _field_names(cls)
     for key in raw:
         if key not in names:
             errors.append(f"unknown key {prefix}{key} (valid keys: {', '.join(names)})")
@@ -175,7 +188,9 @@ def _build(cls: type, raw: Any, prefix: str, errors: list[str]) -> Any:
         if name not in raw:
             continue
         kind = hints[name]
-        if dataclasses.is_dataclass(kind):
+        if cls is Config and name == "model":
+            values[name] = _build_model(raw[name], errors)
+        elif dataclasses.is_dataclass(kind):
             values[name] = _build(kind, raw[name], f"{prefix}{name}.", errors)
         else:
             ok, value = _coerce(raw[name], kind)
@@ -184,6 +199,34 @@ def _build(cls: type, raw: Any, prefix: str, errors: list[str]) -> Any:
             else:
                 errors.append(f"{prefix}{name}={raw[name]!r} is not {_describe(kind)}")
     return cls(**values)
+
+
+def _build_model(raw: Any, errors: list[str]) -> ModelConfig:
+    """The model section, as the class its `type` names; keys of other types are refused."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        errors.append(f"model must be a mapping, got {raw!r}")
+        return RecurrentConfig()
+    kind = raw.get("type", "lstm")
+    if kind not in MODEL_CONFIGS:
+        errors.append(f"model.type={kind!r} is not one of {', '.join(MODEL_CONFIGS)}")
+        return RecurrentConfig()
+    cls = MODEL_CONFIGS[kind]
+    names = _field_names(cls)
+    for key in raw:
+        if key not in names:
+            owners = [other for other, c in MODEL_CONFIGS.items() if key in _field_names(c)]
+            belongs = f"; it belongs to model.type={' or '.join(owners)}" if owners else ""
+            errors.append(
+                f"unknown key model.{key} for model.type={kind}{belongs} "
+                f"(valid keys: {', '.join(names)})"
+            )
+    return _build(cls, {k: v for k, v in raw.items() if k in names}, "model.", errors)
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
 
 
 def _coerce(value: Any, kind: Any) -> tuple[bool, Any]:
@@ -225,6 +268,16 @@ def _describe(kind: Any) -> str:
     return "null" if kind is type(None) else names[kind]
 
 
+# Range checks of model settings, for every model type that has the key.
+MODEL_CHECKS = [
+    ("embedding_size", lambda v: v >= 1, "positive"),
+    ("hidden_size", lambda v: v >= 1, "positive"),
+    ("num_layers", lambda v: v >= 1, "at least 1"),
+    ("dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    ("init_range", lambda v: v > 0, "positive"),
+]
+
+
 def _check_values(config: Config) -> list[str]:
     """Range checks that types alone cannot express."""
     problems = []
@@ -241,11 +294,6 @@ def _check_values(config: Config) -> list[str]:
             config.data.train_limit is None or config.data.train_limit >= 1,
             "positive",
         ),
-        ("model.embedding_size", config.model.embedding_size >= 1, "positive"),
-        ("model.hidden_size", config.model.hidden_size >= 1, "positive"),
-        ("model.num_layers", config.model.num_layers >= 1, "at least 1"),
-        ("model.dropout", 0.0 <= config.model.dropout < 1.0, "in [0, 1)"),
-        ("model.init_range", config.model.init_range > 0, "positive"),
         ("train.epochs", config.train.epochs > 0, "positive"),
         ("train.batch_size", config.train.batch_size >= 1, "at least 1"),
         ("train.lr", config.train.lr > 0, "positive"),
@@ -262,6 +310,11 @@ def _check_values(config: Config) -> list[str]:
             "at least 1",
         ),
         ("name", bool(config.name) and "/" not in config.name, "a non-empty name without '/'"),
+    ]
+    checks += [
+        (f"model.{key}", ok(getattr(config.model, key)), requirement)
+        for key, ok, requirement in MODEL_CHECKS
+        if hasattr(config.model, key)
     ]
     for key, ok, requirement in checks:
         if not ok:

@@ -28,6 +28,7 @@ from seq2seq.config import Config, ConfigError, TrainConfig, config_to_dict
 from seq2seq.data.batching import bucket_batches, iterate, padding_share
 from seq2seq.data.dataset import build_vocabs, load_split, numericalize
 from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.data.vocab import model_sizes
 from seq2seq.decode import DecodeSettings
 from seq2seq.device import autocast as device_autocast
 from seq2seq.device import pick_device, pick_precision
@@ -114,7 +115,8 @@ class Trainer:
         self.valid_examples = numericalize(self.valid_split, self.src_vocab, self.tgt_vocab, data)
         self.tgt_tokenizer = Tokenizer(data.tgt_lang, lowercase=data.lowercase)
 
-        self.model = build_model(config.model, self.src_vocab, self.tgt_vocab).to(self.device)
+        sizes = model_sizes(self.src_vocab, self.tgt_vocab)
+        self.model = build_model(config.model, **sizes).to(self.device)
         self.optimizer = make_optimizer(config.train, self.model.parameters(), self.device)
         self.rng = random.Random(config.seed)  # batch order
         self.generator = torch.Generator().manual_seed(config.seed)  # teacher-forcing draws

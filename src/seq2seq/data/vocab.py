@@ -54,3 +54,13 @@ class Vocab:
             if index not in (self.sos, self.pad):
                 out.append(self.itos[index])
         return out
+
+
+def model_sizes(src_vocab: Vocab, tgt_vocab: Vocab) -> dict[str, int]:
+    """What a model needs to know of its vocabularies: `build_model(config, **model_sizes(...))`."""
+    return {
+        "src_vocab_size": len(src_vocab),
+        "tgt_vocab_size": len(tgt_vocab),
+        "src_pad": src_vocab.pad,
+        "tgt_pad": tgt_vocab.pad,
+    }

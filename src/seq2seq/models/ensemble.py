@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from seq2seq.models.recurrent import draw_gold_inputs
+from seq2seq.models.protocol import Seq2SeqModel
+from seq2seq.search import mixed_forcing
 
 
 @dataclass
@@ -23,7 +24,7 @@ class EnsembleState:
 
 
 class Ensemble(nn.Module):
-    def __init__(self, models: list[nn.Module]):
+    def __init__(self, models: list[Seq2SeqModel]):
         super().__init__()
         self.models = nn.ModuleList(models)
 
@@ -36,11 +37,7 @@ class Ensemble(nn.Module):
         outputs = [
             m.decode_step(tokens, s) for m, s in zip(self.models, state.members, strict=True)
         ]
-        if len(outputs) == 1:
-            log_probs = outputs[0][0]
-        else:
-            mean = torch.stack([lp for lp, _ in outputs]).mean(dim=0)  # (B, V)
-            log_probs = torch.log_softmax(mean, dim=-1)
+        log_probs = _combine([lp for lp, _ in outputs])  # (B, V)
         return log_probs, EnsembleState([s for _, s in outputs])
 
     def forward(
@@ -51,14 +48,19 @@ class Ensemble(nn.Module):
         teacher_forcing_ratio: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Averaged log-probabilities (B, T-1, V); they serve as logits for cross-entropy."""
-        state = self.encode(src, src_lengths)
-        steps = tgt.size(1) - 1
-        gold = draw_gold_inputs(steps, teacher_forcing_ratio, generator)
-        outputs, token = [], tgt[:, 0]
-        for t in range(steps):
-            if t > 0:  # input t is the true token or, as the draw says, the previous prediction
-                token = tgt[:, t] if gold[t] else outputs[-1].argmax(-1)
-            log_probs, state = self.decode_step(token, state)  # (B, V)
-            outputs.append(log_probs)
-        return torch.stack(outputs, dim=1)  # (B, T-1, V)
+        """The ensemble's log-probabilities (B, T-1, V); they serve as logits for cross-entropy.
+        At ratio 1.0 each member runs its own training forward in one go; below it, the shared
+        step-by-step loop feeds back the ensemble's predictions."""
+        if teacher_forcing_ratio < 1.0:
+            return mixed_forcing(self, src, src_lengths, tgt, teacher_forcing_ratio, generator)
+        log_probs = [
+            torch.log_softmax(model(src, src_lengths, tgt).float(), dim=-1) for model in self.models
+        ]
+        return _combine(log_probs)
+
+
+def _combine(log_probs: list[torch.Tensor]) -> torch.Tensor:
+    """The members' log-probabilities (..., V) averaged and renormalised over the vocabulary."""
+    if len(log_probs) == 1:
+        return log_probs[0]
+    return torch.log_softmax(torch.stack(log_probs).mean(dim=0), dim=-1)
