@@ -8,7 +8,8 @@ from conftest import CONFIGS
 
 from seq2seq.config import config_to_dict, load_config
 from seq2seq.device import pick_precision
-from seq2seq.train import config_diff, lr_factor, make_optimizer
+from seq2seq.resume import config_diff
+from seq2seq.train import lr_factor, make_optimizer
 
 
 @pytest.mark.parametrize(
@@ -17,13 +18,12 @@ from seq2seq.train import config_diff, lr_factor, make_optimizer
 )
 def test_the_papers_schedule_halves_every_half_epoch_after_five(epoch, factor):
     config = load_config(CONFIGS / "sutskever2014.yaml")
-    steps_per_epoch = 200
-    assert lr_factor(config, round(epoch * steps_per_epoch), steps_per_epoch) == factor
+    assert lr_factor(config, epoch) == factor
 
 
 def test_a_constant_schedule_never_changes():
     config = load_config(CONFIGS / "tutorial.yaml")
-    assert {lr_factor(config, step, 10) for step in range(0, 200, 7)} == {1.0}
+    assert {lr_factor(config, step / 10) for step in range(0, 200, 7)} == {1.0}
 
 
 def test_config_diff_names_changes_but_not_where_the_run_lives():
@@ -69,3 +69,46 @@ def test_optimizers_are_fused_on_cpu_and_step_as_the_plain_ones():
             optimizer.step()
     assert not torch.equal(weights[0], start)
     assert torch.allclose(weights[0], weights[1], atol=1e-6)
+
+
+def test_token_batches_train_exactly_the_epochs_asked_for(tmp_path, multi30k_dir):
+    """Token-sized batches vary in number from shuffle to shuffle; a run of N epochs must still
+    log exactly N epochs, each over all of its own batches."""
+    import gzip
+    import json
+
+    from seq2seq.train import Trainer
+
+    for split, count in (("train", 1200), ("val", 20)):
+        for lang in ("de", "en"):
+            with gzip.open(multi30k_dir / f"{split}.{lang}.gz", "rt", encoding="utf-8") as f:
+                lines = [next(f) for _ in range(count)]
+            (tmp_path / f"{split}.{lang}").write_text("".join(lines), encoding="utf-8")
+    config = load_config(
+        CONFIGS / "tiny.yaml",
+        [
+            f"data.dir={tmp_path}",
+            "data.corpus=files",
+            f"output_dir={tmp_path}",
+            "train.epochs=2",
+            "train.batch_unit=tokens",
+            "train.batch_size=200",
+        ],
+    )
+    trainer = Trainer(config)
+    counts = []
+    real = trainer._epoch_batches
+
+    def epoch_batches(rng):
+        batches = real(rng)
+        counts.append(len(batches))
+        return batches
+
+    trainer._epoch_batches = epoch_batches
+    trainer.train()
+    records = [json.loads(line) for line in (config.run_dir / "log.jsonl").read_text().splitlines()]
+    epoch_counts = counts[1:]  # the first count is the log line's estimate
+    assert len(set(epoch_counts)) > 1  # the shuffles did give different batch counts
+    assert [r["epoch"] for r in records] == [1, 2]
+    steps = [r["step"] for r in records]
+    assert steps == [sum(epoch_counts[: i + 1]) for i in range(2)]

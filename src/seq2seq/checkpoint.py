@@ -150,7 +150,7 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
         raise CheckpointError(
             f"{path}/model.safetensors does not fit its config: {' '.join(lines[1:2])}"
         ) from None
-    model.to(device)
+    model.to(device).eval()  # loaded to decode; the trainer sets train mode itself
     return Checkpoint(model, config, src_vocab, tgt_vocab, meta, path)
 
 

@@ -1,0 +1,181 @@
+"""What a run keeps between sessions: the training progress that an exact resume needs, the
+checks before resuming, and which checkpoint is the best.
+
+The Trainer owns the loop; this module owns the state it carries across a stop.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seq2seq import checkpoint
+from seq2seq.config import Config, ConfigError, config_to_dict
+from seq2seq.data.vocab import Vocab
+from seq2seq.errors import CheckpointError
+
+# Config keys that may change when a run is resumed. `name` and `output_dir` only say where
+# the run directory is (a moved run resumes); `model.cpu_fast_path` computes the same model.
+RESUMABLE_CHANGES = {
+    "resume",
+    "overwrite",
+    "train.epochs",
+    "device",
+    "train.num_threads",
+    "name",
+    "output_dir",
+    "model.cpu_fast_path",
+}
+
+
+@dataclass
+class Progress:
+    """Where training stands: counters, the running loss of the epoch, and the best score."""
+
+    epoch: int = 0
+    step: int = 0
+    position: int = 0  # batches of the current epoch already trained on
+    epoch_rng: tuple = ()  # the batch-order RNG's state when the epoch began
+    epoch_loss: float = 0.0
+    epoch_tokens: int = 0
+    bad_steps: int = 0
+    oom_batches: int = 0
+    best: float | None = None  # the best score so far, higher is better (see BestCheckpoint)
+    bad_steps_in_row: int = field(default=0, compare=False)  # not saved: a resume starts anew
+
+
+def capture(progress: Progress, batch_rng: random.Random, generator: torch.Generator) -> dict:
+    """Everything beyond weights and optimizer that an exact resume needs, as JSON values:
+    the progress and every random number generator the run draws from."""
+    state = asdict(progress)
+    del state["bad_steps_in_row"]
+    state.update(
+        batch_rng=batch_rng.getstate(),
+        generator=generator.get_state().tolist(),
+        torch_rng=torch.get_rng_state().tolist(),
+        python_rng=random.getstate(),
+        numpy_rng=_numpy_state(),
+    )
+    if torch.cuda.is_available():
+        state["cuda_rng"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def restore(
+    state: dict, batch_rng: random.Random, generator: torch.Generator, source: Path
+) -> Progress:
+    """The progress saved by `capture`, with every random number generator set back."""
+    try:
+        progress = Progress(
+            **{
+                key: state[key]
+                for key in Progress.__dataclass_fields__
+                if key != "bad_steps_in_row"
+            }
+        )
+        progress.epoch_rng = _tuplify(state["epoch_rng"])
+        batch_rng.setstate(_tuplify(state["batch_rng"]))
+        generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        random.setstate(_tuplify(state["python_rng"]))
+        np.random.set_state(_numpy_unstate(state["numpy_rng"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{source}/trainer.json lacks part of the training state ({error}); "
+            f"the checkpoint is damaged"
+        ) from None
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(
+            [torch.tensor(s, dtype=torch.uint8) for s in state["cuda_rng"]]
+        )
+    return progress
+
+
+def check_run_dir(config: Config) -> None:
+    """Never train over a finished model by accident; never resume what is not there."""
+    run_dir, last = config.run_dir, config.run_dir / "last"
+    if config.resume:
+        try:
+            checkpoint.resolve(last)  # also finds a save interrupted mid-swap
+        except CheckpointError:
+            raise ConfigError(
+                f"cannot resume: {last} does not exist; start the run without resume=true"
+            ) from None
+        return
+    if run_dir.exists() and any(run_dir.iterdir()) and not config.overwrite:
+        raise ConfigError(
+            f"run directory {run_dir} already holds a run; continue it with "
+            f"resume=true, replace it with overwrite=true, or pick another name=..."
+        )
+
+
+def check_resumable(last: checkpoint.Checkpoint, config: Config, vocabs: tuple[Vocab, Vocab]):
+    """Resuming must continue the same run: same config (but RESUMABLE_CHANGES), same
+    vocabularies, and never another model shape, even with overwrite=true."""
+    changes = config_diff(config_to_dict(last.config), config_to_dict(config))
+    if changes and not config.overwrite:
+        raise ConfigError(
+            "cannot resume with a changed config (" + "; ".join(changes) + "); undo the "
+            "changes, or add overwrite=true to resume anyway"
+        )
+    if (last.src_vocab, last.tgt_vocab) != vocabs:
+        raise ConfigError(f"cannot resume: the data gives other vocabularies than {last.path}")
+    model_changes = config_diff(
+        config_to_dict(last.config)["model"], config_to_dict(config)["model"], "model."
+    )
+    if model_changes:
+        raise ConfigError(
+            f"cannot resume: the model in {last.path} was built with other model.* "
+            f"settings; a run's model cannot change shape, start a new run instead"
+        )
+
+
+def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """`key: old -> new` for every changed key but those a resume may change."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += config_diff(a, b, f"{prefix}{key}.")
+        elif a != b and f"{prefix}{key}" not in RESUMABLE_CHANGES:
+            changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return changes
+
+
+class BestCheckpoint:
+    """Picks the best epoch by `train.best_metric`: BLEU is better higher, losses lower, and a
+    non-finite figure never becomes the best."""
+
+    def __init__(self, metric: str):
+        self.metric = metric
+
+    def improves(self, record: dict, progress: Progress) -> bool:
+        """Whether this epoch's record beats the best so far; if so, it becomes the best."""
+        if self.metric not in record:
+            return False
+        value = record[self.metric]
+        score = value if self.metric == "val_bleu" else -value
+        if not math.isfinite(score) or (progress.best is not None and score <= progress.best):
+            return False
+        progress.best = score
+        return True
+
+
+def _numpy_state() -> list:
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    return [name, keys.tolist(), position, has_gauss, gauss]
+
+
+def _numpy_unstate(state: list) -> tuple:
+    name, keys, position, has_gauss, gauss = state
+    return name, np.array(keys, dtype=np.uint32), position, has_gauss, gauss
+
+
+def _tuplify(value):
+    """JSON turns the tuples of random.getstate() into lists; setstate wants them back."""
+    return tuple(_tuplify(v) for v in value) if isinstance(value, list) else value

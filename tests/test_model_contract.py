@@ -1,0 +1,245 @@
+"""The model protocol, checked for every registered architecture (models.REGISTRY).
+
+A new `model.type` joins by being registered and by adding its tiny settings to TINY below;
+it then has to prove every property here, instead of repeating these tests."""
+
+from __future__ import annotations
+
+import functools
+import random
+
+import pytest
+import torch
+
+from seq2seq import checkpoint
+from seq2seq.config import MODEL_CONFIGS, Config
+from seq2seq.data.batching import collate
+from seq2seq.data.dataset import Example
+from seq2seq.data.vocab import SPECIALS, Vocab, model_sizes
+from seq2seq.models import REGISTRY, build_model
+from seq2seq.search import beam_search, greedy_search
+
+# Small models, trained for a moment (`make`) so that their choices depend on the source.
+TINY = {
+    "lstm": {"embedding_size": 12, "hidden_size": 16, "num_layers": 2, "dropout": 0.2},
+}
+# Settings under which a model learns the digit-reversal task in a few hundred steps.
+TOY = {
+    "lstm": {"embedding_size": 32, "hidden_size": 128, "num_layers": 1, "dropout": 0.0},
+}
+TYPES = sorted(REGISTRY)
+WORDS = [f"w{i}" for i in range(15)]
+SRC_VOCAB = Vocab([*SPECIALS, *WORDS])
+TGT_VOCAB = Vocab([*SPECIALS, *WORDS[:11]])
+PAD, SOS, EOS = TGT_VOCAB.pad, TGT_VOCAB.sos, TGT_VOCAB.eos
+
+
+def build(kind: str, seed: int = 0, settings: dict | None = None, vocabs=(SRC_VOCAB, TGT_VOCAB)):
+    torch.manual_seed(seed)
+    config = MODEL_CONFIGS[kind](**(TINY[kind] if settings is None else settings))
+    return build_model(config, **model_sizes(*vocabs)).eval()
+
+
+@functools.cache
+def trained_state(kind: str, seed: int) -> dict:
+    """A tiny model trained for a moment to translate word i as word i mod 11: its
+    outputs depend on the source and stop at varied lengths, unlike a random model's."""
+    model = build(kind, seed).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
+    for step in range(60):
+        rows = sentences(32, seed=1000 + step)
+        targets = [[SOS, *(4 + (w - 4) % 11 for w in row[1:-1]), EOS] for row in rows]
+        batch = collate([Example(s, t) for s, t in zip(rows, targets, strict=True)], [], PAD, PAD)
+        logits = model(batch.src, batch.src_lengths, batch.tgt)
+        loss = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1), batch.tgt[:, 1:].flatten(), ignore_index=PAD
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.state_dict()
+
+
+def make(kind: str, seed: int = 0):
+    """The briefly trained tiny model of this type, in eval mode."""
+    model = build(kind, seed)
+    model.load_state_dict(trained_state(kind, seed))
+    return model
+
+
+def sentences(n: int, seed: int, vocab: Vocab = SRC_VOCAB) -> list[list[int]]:
+    """n source sentences of 1..9 word ids, framed by <sos> ... <eos> as the data package does."""
+    rng = random.Random(seed)
+    return [
+        [SOS, *(rng.randrange(4, len(vocab)) for _ in range(rng.randint(1, 9))), EOS]
+        for _ in range(n)
+    ]
+
+
+def padded(rows: list[list[int]], extra: int = 0, fill: int = PAD):
+    """(B, S + extra) source ids padded with `fill` (padding is never read, whatever it holds)
+    and their (B,) lengths."""
+    src = torch.full((len(rows), max(map(len, rows)) + extra), fill)
+    for i, row in enumerate(rows):
+        src[i, : len(row)] = torch.tensor(row)
+    return src, torch.tensor([len(row) for row in rows])
+
+
+def greedy(model, rows, extra: int = 0, fill: int = PAD):
+    src, lengths = padded(rows, extra, fill)
+    return greedy_search(model, src, lengths, sos=SOS, eos=EOS, max_length=lengths + 5)
+
+
+def test_every_registered_type_is_in_this_suite():
+    assert set(TINY) == set(REGISTRY) == set(TOY) == set(MODEL_CONFIGS)
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_padding_never_changes_an_encoding_or_a_translation(kind):
+    model = make(kind)
+    rows = sentences(6, seed=1)
+    src, lengths = padded(rows)
+    more, _ = padded(rows, extra=4, fill=7)  # longer, and the padding holds a real token
+    tokens = torch.full((len(rows),), SOS)
+    for _ in range(4):  # the encodings, seen through the steps they drive
+        expected, state = model.decode_step(tokens, model.encode(src, lengths))
+        found, _ = model.decode_step(tokens, model.encode(more, lengths))
+        assert torch.allclose(expected, found, atol=1e-5)
+        tokens = expected.argmax(-1)
+    assert greedy(model, rows).tokens == greedy(model, rows, extra=4, fill=7).tokens
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_beam_1_equals_greedy(kind):
+    model = make(kind)
+    src, lengths = padded(sentences(8, seed=2))
+    expected = greedy_search(model, src, lengths, sos=SOS, eos=EOS, max_length=lengths + 5)
+    found = beam_search(model, src, lengths, sos=SOS, eos=EOS, beam_size=1, max_length=lengths + 5)
+    assert [hyps[0].tokens for hyps in found] == expected.tokens
+    assert [hyps[0].log_prob for hyps in found] == pytest.approx(expected.scores, abs=1e-5)
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_chained_decode_steps_give_the_training_forwards_log_probs(kind):
+    model = make(kind)
+    src, lengths = padded(sentences(5, seed=3))
+    tgt, _ = padded(sentences(5, seed=4, vocab=TGT_VOCAB))
+    with torch.no_grad():
+        forward = torch.log_softmax(model(src, lengths, tgt, 1.0).float(), dim=-1)
+        state, steps = model.encode(src, lengths), []
+        for t in range(tgt.size(1) - 1):
+            log_probs, state = model.decode_step(tgt[:, t], state)
+            steps.append(log_probs)
+    assert forward.shape == (5, tgt.size(1) - 1, len(TGT_VOCAB))
+    assert torch.allclose(forward, torch.stack(steps, dim=1), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_state_select_repeats_and_reorders_rows_exactly(kind):
+    model = make(kind)
+    src, lengths = padded(sentences(4, seed=5))
+    index = torch.tensor([2, 0, 0, 3, 1])
+    tokens = torch.tensor([SOS] * 4)
+    state, chosen = model.encode(src, lengths), None
+    for step in range(3):  # after encoding and after steps: every part of the state follows
+        chosen = state.select(index) if chosen is None else chosen
+        log_probs, state = model.decode_step(tokens, state)
+        chosen_log_probs, chosen = model.decode_step(tokens[index], chosen)
+        assert torch.equal(chosen_log_probs, log_probs[index]), step
+        tokens = log_probs.argmax(-1)
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_a_translation_does_not_depend_on_its_batch(kind):
+    model = make(kind)
+    rows = sentences(7, seed=6)
+    together = greedy(model, rows)
+    src, lengths = padded(rows)
+    beams = beam_search(model, src, lengths, sos=SOS, eos=EOS, beam_size=3, max_length=lengths + 5)
+    for i, row in enumerate(rows):
+        alone = greedy(model, [row])
+        assert alone.tokens[0] == together.tokens[i]
+        assert alone.scores[0] == pytest.approx(together.scores[i], abs=1e-5)
+        src, lengths = padded([row])
+        beam_alone = beam_search(
+            model, src, lengths, sos=SOS, eos=EOS, beam_size=3, max_length=lengths + 5
+        )
+        assert beam_alone[0][0].tokens == beams[i][0].tokens
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_a_checkpoint_round_trip_keeps_the_model(kind, tmp_path):
+    model = make(kind, seed=7)
+    config = Config(name="contract", model=model.config)
+    checkpoint.save(tmp_path / "ckpt", model, config, (SRC_VOCAB, TGT_VOCAB), {"epoch": 1})
+    loaded = checkpoint.load(tmp_path / "ckpt")
+    assert loaded.config.model == model.config
+    rows = sentences(5, seed=8)
+    assert greedy(loaded.model, rows).tokens == greedy(model, rows).tokens
+    src, lengths = padded(rows)
+    tgt, _ = padded(sentences(5, seed=9, vocab=TGT_VOCAB))
+    with torch.no_grad():
+        assert torch.equal(loaded.model(src, lengths, tgt), model(src, lengths, tgt))
+    assert not torch.equal(make(kind, seed=8)(src, lengths, tgt), model(src, lengths, tgt))
+
+
+DIGITS = Vocab([*SPECIALS, *(str(d) for d in range(10))])
+
+
+def reversal(digits: str) -> Example:
+    """Source: the digits; target: the digits reversed; both framed by <sos> ... <eos>."""
+    return Example(
+        [DIGITS.sos, *DIGITS.encode(list(digits)), DIGITS.eos],
+        [DIGITS.sos, *DIGITS.encode(list(reversed(digits))), DIGITS.eos],
+    )
+
+
+def digit_strings(rng: random.Random, n: int, exclude: frozenset = frozenset()) -> list[str]:
+    out = []
+    while len(out) < n:
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(3, 8)))
+        if digits not in exclude:
+            out.append(digits)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", TYPES)
+def test_a_tiny_model_learns_to_reverse_digit_strings(kind):
+    """Model, batching, teacher-forced training and greedy search work together: held-out
+    strings come back reversed, stopping included."""
+    model = build(kind, settings=TOY[kind], vocabs=(DIGITS, DIGITS))
+    rng = random.Random(0)
+    held_out = frozenset(digit_strings(rng, 200))
+    steps = 600
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    # Decaying to 0 settles the last steps, so the result does not hinge on where they stop.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
+    model.train()
+    for _ in range(steps):
+        examples = [reversal(s) for s in digit_strings(rng, 64, exclude=held_out)]
+        batch = collate(examples, list(range(len(examples))), DIGITS.pad, DIGITS.pad)
+        logits = model(batch.src, batch.src_lengths, batch.tgt, teacher_forcing_ratio=1.0)
+        loss = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1), batch.tgt[:, 1:].flatten(), ignore_index=DIGITS.pad
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+
+    model.eval()
+    test = sorted(held_out)
+    batch = collate([reversal(s) for s in test], list(range(len(test))), DIGITS.pad, DIGITS.pad)
+    result = greedy_search(
+        model,
+        batch.src,
+        batch.src_lengths,
+        sos=DIGITS.sos,
+        eos=DIGITS.eos,
+        max_length=batch.src_lengths + 2,  # room to overshoot: stopping is part of the task
+    )
+    outputs = ["".join(DIGITS.decode(tokens)) for tokens in result.tokens]
+    exact = sum(out == s[::-1] for out, s in zip(outputs, test, strict=True)) / len(test)
+    assert exact >= 0.95, f"exact match {exact:.2%}; e.g. {test[:3]} -> {outputs[:3]}"
