@@ -62,3 +62,16 @@ def assert_error(capsys, code: int, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0]
     return lines[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """configs/tiny.yaml on 500 Multi30k pairs for one epoch, trained once for the session:
+    a real run directory (log.jsonl, best/) for the commands that read one."""
+    if not (MULTI30K / "train.de.gz").is_file():
+        pytest.fail(f"shared Multi30k data not found at {MULTI30K}; set SEQ2SEQ_TEST_DATA")
+    output_dir = tmp_path_factory.mktemp("tiny-run")
+    argv = ["train", CONFIGS / "tiny.yaml", f"output_dir={output_dir}", f"data.dir={MULTI30K}"]
+    with isolated(tmp_path_factory.getbasetemp() / "cache"):
+        assert cli([*argv, "data.train_limit=500", "train.epochs=1"]) == 0
+    return output_dir / "tiny"

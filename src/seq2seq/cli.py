@@ -1,4 +1,5 @@
-"""Command line: `seq2seq train | evaluate | translate`. Parses and dispatches, nothing else."""
+"""Command line: `seq2seq train | evaluate | translate | score | plot | sentence-map | compare`.
+Parses and dispatches, nothing else."""
 
 from __future__ import annotations
 
@@ -52,6 +53,31 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("--target", required=True, help="file of target sentences, line-aligned")
     _decoding_options(score)
 
+    plot = commands.add_parser("plot", help="learning curves of runs, from their log.jsonl")
+    plot.add_argument("runs", nargs="+", metavar="RUN", help="run directories, overlaid")
+    plot.add_argument("--output", required=True, help="figure file: .png or .svg")
+
+    sentence_map = commands.add_parser(
+        "sentence-map", help="2-D PCA of the encoder's sentence vectors (the paper's Figure 2)"
+    )
+    sentence_map.add_argument("run", help="run directory (uses best/) or a checkpoint directory")
+    sentence_map.add_argument(
+        "--sentences", help="one source sentence per line, groups apart by blank lines "
+        "(default: the shipped German probes)"
+    )  # fmt: skip
+    sentence_map.add_argument("--output", required=True, help="figure file: .png or .svg")
+    sentence_map.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+
+    compare = commands.add_parser(
+        "compare", help="paired bootstrap: is RUN_B better than RUN_A on a split?"
+    )
+    compare.add_argument("run_a", metavar="RUN_A", help="the baseline run or checkpoint")
+    compare.add_argument("run_b", metavar="RUN_B", help="the run or checkpoint compared with it")
+    compare.add_argument("--split", default="test", help="test, val, or a file prefix")
+    compare.add_argument("--data-dir", help="folder holding the split's files")
+    compare.add_argument("--json", action="store_true", help="print the figures as JSON")
+    _decoding_options(compare, ensemble=False)
+
     # Options may follow the sentences of `translate`; argparse alone would stop the sentence
     # list at the first option and refuse the rest.
     args, extra = parser.parse_known_args(argv)
@@ -66,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate": _evaluate,
             "translate": _translate,
             "score": _score,
+            "plot": _plot,
+            "sentence-map": _sentence_map,
+            "compare": _compare,
         }
         return commands[args.command](args)
     except TrainingInterrupted as error:
@@ -79,15 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _decoding_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoints",
-        nargs="+",
-        default=[],
-        metavar="RUN",
-        help="more runs or checkpoints, decoded as an ensemble with RUN; they take every "
-        "argument up to the next option, so give sentences before them",
-    )
+def _decoding_options(parser: argparse.ArgumentParser, *, ensemble: bool = True) -> None:
+    if ensemble:
+        parser.add_argument(
+            "--checkpoints",
+            nargs="+",
+            default=[],
+            metavar="RUN",
+            help="more runs or checkpoints, decoded as an ensemble with RUN; they take every "
+            "argument up to the next option, so give sentences before them",
+        )
     parser.add_argument("--beam-size", type=int, default=1, help="1 is greedy (default)")
     parser.add_argument(
         "--alpha",
@@ -223,6 +253,41 @@ def _score(args) -> int:
     ckpt, device = _load(args)
     scores = Translator(ckpt, device, settings).score(sources, targets)
     _emit([f"{value:.4f}" for value in scores], None)
+    return 0
+
+
+def _plot(args) -> int:
+    from seq2seq.plot import plot_runs
+
+    plot_runs(args.runs, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _sentence_map(args) -> int:
+    from seq2seq.sentence_map import sentence_map
+
+    result = sentence_map(args.run, args.output, sentences=args.sentences, device=args.device)
+    if result["separation"]:
+        within, between = result["separation"]
+        print(f"mean cosine similarity: {within:.3f} within groups, {between:.3f} between groups")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _compare(args) -> int:
+    from seq2seq.compare import compare_runs, format_comparison
+    from seq2seq.device import pick_device
+
+    result = compare_runs(
+        args.run_a,
+        args.run_b,
+        split=args.split,
+        device=pick_device(args.device),
+        data_dir=args.data_dir,
+        settings=_settings(args),
+    )
+    print(json.dumps(result, indent=2) if args.json else format_comparison(result))
     return 0
 
 

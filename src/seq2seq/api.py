@@ -1,0 +1,168 @@
+"""The Python API: load a model once, then translate, list n-best translations or score.
+
+    import seq2seq
+    model = seq2seq.load("runs/tutorial")
+    model.translate(["Ein Hund rennt."], beam_size=5)
+
+It is the command line's machinery (`Translator`, `load_ensemble`, `pick_device`) behind
+keyword arguments, and it raises the same one-line `Seq2SeqError`s the command line prints.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from pathlib import Path
+
+from seq2seq.checkpoint import Checkpoint, load_ensemble
+from seq2seq.decode import DecodeSettings
+from seq2seq.device import pick_device
+from seq2seq.errors import Seq2SeqError
+from seq2seq.translate import Translator
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One n-best entry: the text, its log-probability (`<eos>` included) and the score it
+    was ranked by (the log-probability divided by the length penalty)."""
+
+    text: str
+    log_prob: float
+    score: float
+
+
+class Model:
+    """A loaded checkpoint, or an ensemble of several, ready to decode on one device."""
+
+    def __init__(self, ckpt: Checkpoint, device):
+        self.checkpoint = ckpt
+        self.device = device
+
+    @property
+    def config(self):
+        return self.checkpoint.config
+
+    def __repr__(self) -> str:
+        return f"seq2seq.Model({str(self.checkpoint.path)!r}, device={str(self.device)!r})"
+
+    def translate(
+        self,
+        sentences: str | list[str],
+        *,
+        beam_size: int = 1,
+        alpha: float = 0.0,
+        min_length: int = 0,
+        max_length: int | None = None,
+        batch_size: int = 128,
+    ) -> str | list[str]:
+        """One translation per sentence (a string for a string); greedy at beam_size 1.
+        Options are those of `seq2seq translate`."""
+        found = self.nbest(
+            sentences,
+            n=1,
+            beam_size=beam_size,
+            alpha=alpha,
+            min_length=min_length,
+            max_length=max_length,
+            batch_size=batch_size,
+        )
+        return found[0].text if isinstance(sentences, str) else [line[0].text for line in found]
+
+    def nbest(
+        self,
+        sentences: str | list[str],
+        *,
+        n: int = 5,
+        beam_size: int | None = None,
+        alpha: float = 0.0,
+        min_length: int = 0,
+        max_length: int | None = None,
+        batch_size: int = 128,
+    ) -> list[Hypothesis] | list[list[Hypothesis]]:
+        """The n best translations of each sentence, best first, by beam search of beam_size
+        (n if not given; at least n)."""
+        lines = _sentences(sentences, "sentences")
+        beam_size = n if beam_size is None else beam_size
+        settings = _settings(
+            beam_size=beam_size,
+            n_best=n,
+            alpha=alpha,
+            min_length=min_length,
+            max_length=max_length,
+            batch_size=batch_size,
+        )
+        found = Translator(self.checkpoint, self.device, settings).nbest(lines)
+        out = [[Hypothesis(text, h.log_prob, h.score) for text, h in line] for line in found]
+        return out[0] if isinstance(sentences, str) else out
+
+    def score(
+        self, sources: str | list[str], targets: str | list[str], *, batch_size: int = 128
+    ) -> float | list[float]:
+        """log P(target | source) for each aligned pair, `<eos>` included."""
+        src, tgt = _sentences(sources, "sources"), _sentences(targets, "targets")
+        if len(src) != len(tgt):
+            raise Seq2SeqError(
+                f"{len(src)} sources but {len(tgt)} targets; give one target per source"
+            )
+        settings = _settings(beam_size=1, batch_size=batch_size)
+        out = Translator(self.checkpoint, self.device, settings).score(src, tgt)
+        return out[0] if isinstance(sources, str) else out
+
+
+def load(path: str | Path | list[str | Path], device: str = "auto") -> Model:
+    """A run directory (its best checkpoint) or a checkpoint directory; a list of them is
+    decoded as an ensemble. device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "mps"."""
+    paths = list(path) if isinstance(path, list | tuple) else [path]
+    if not paths:
+        raise Seq2SeqError("no checkpoint given; give a run directory or a list of them")
+    chosen = pick_device(device)
+    return Model(load_ensemble(paths, chosen), chosen)
+
+
+def _sentences(value, name: str) -> list[str]:
+    lines = [value] if isinstance(value, str) else value
+    if not isinstance(lines, list | tuple):
+        raise Seq2SeqError(f"{name} must be a string or a list of strings, not {_type(lines)}")
+    for number, line in enumerate(lines):
+        if not isinstance(line, str):
+            raise Seq2SeqError(f"{name}[{number}] is {_type(line)}; give strings")
+    return list(lines)
+
+
+def _type(value) -> str:
+    return type(value).__name__
+
+
+def _settings(
+    *,
+    beam_size: int,
+    n_best: int = 1,
+    alpha: float = 0.0,
+    min_length: int = 0,
+    max_length: int | None = None,
+    batch_size: int,
+) -> DecodeSettings:
+    """The decoding settings, each checked as `seq2seq translate` checks its options."""
+    _at_least("beam_size", beam_size, 1)
+    _at_least("n", n_best, 1)
+    if n_best > beam_size:
+        raise Seq2SeqError(f"n ({n_best}) must not exceed beam_size ({beam_size})")
+    _at_least("min_length", min_length, 0)
+    if max_length is not None:
+        _at_least("max_length", max_length, 1)
+    _at_least("batch_size", batch_size, 1)
+    if not isinstance(alpha, numbers.Real) or not alpha >= 0:
+        raise Seq2SeqError(f"alpha must be a number, 0 or more (got {alpha!r})")
+    return DecodeSettings(
+        batch_size=batch_size,
+        beam_size=beam_size,
+        alpha=float(alpha),
+        n_best=n_best,
+        min_length=min_length,
+        max_length=max_length,
+    )
+
+
+def _at_least(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise Seq2SeqError(f"{name} must be a whole number, at least {minimum} (got {value!r})")
