@@ -138,7 +138,7 @@ def test_a_state_summary_is_preferred_and_a_state_without_one_refused(golden):
     found = sentence_vectors(Summarised(), batch, pad=golden.src_vocab.pad, device=CPU)
     assert found.tolist() == [[2.0 * i for i in batch[0].src]]
     ensemble = Ensemble([golden.model, golden.model])
-    with pytest.raises(Seq2SeqError, match="EnsembleState.*sentence-map needs a single recurrent"):
+    with pytest.raises(Seq2SeqError, match="EnsembleState.*sentence-map needs a single model"):
         sentence_vectors(ensemble, batch, pad=golden.src_vocab.pad, device=CPU)
 
 

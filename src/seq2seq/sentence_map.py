@@ -71,15 +71,13 @@ def read_probes(path: str | None) -> Probes:
 
 
 def summary(state) -> torch.Tensor:
-    """(B, H): the top layer's final hidden state, from an encoder state that offers one."""
+    """(B, H): one vector per sentence, from an encoder state that offers one (`summary()`)."""
     if hasattr(state, "summary"):
         return state.summary()
-    hidden = getattr(state, "hidden", None)
-    if isinstance(hidden, torch.Tensor):
-        return hidden[-1]  # hidden is (L, B, H)
     raise Seq2SeqError(
         f"this model's encoder state ({type(state).__name__}) has no sentence vector; "
-        f"sentence-map needs a single recurrent model, not an ensemble"
+        f"sentence-map needs a single model whose encoder state has summary(), such as "
+        f"model.type=lstm, not an ensemble"
     )
 
 
