@@ -16,6 +16,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import MULTI30K, assert_error, cli, isolated
 from sacrebleu.metrics import BLEU, CHRF
@@ -287,3 +288,39 @@ def test_translate_input_that_is_not_utf8(trained, capsys, tmp_path):
 def test_batch_size_zero(trained, command, capsys):
     code = cli([command, "--batch-size", "0", trained])
     assert_error(capsys, code, "--batch-size must be at least 1 (got 0)")
+
+
+def no_gpu(monkeypatch) -> None:
+    """This machine as one without CUDA or MPS, whatever it has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+BAD_DEVICES = {
+    "gpu": "unknown device 'gpu'; choose one of auto, cpu, cuda, mps",
+    "cuda": "device 'cuda' is not available on this machine; use auto or cpu",
+    "mps": "device 'mps' is not available on this machine; use auto or cpu",
+}
+
+
+@pytest.mark.parametrize("device", BAD_DEVICES)
+@pytest.mark.parametrize("command", ["evaluate", "translate", "score"])
+def test_a_bad_device_is_one_line(trained, command, device, capsys, monkeypatch, tmp_path):
+    no_gpu(monkeypatch)
+    (tmp_path / "src").write_text("Ein Mann.\n", encoding="utf-8")
+    (tmp_path / "tgt").write_text("A man.\n", encoding="utf-8")
+    rest = {
+        "evaluate": ["--split", "test", "--data-dir", MULTI30K],
+        "translate": ["Ein Mann."],
+        "score": ["--source", tmp_path / "src", "--target", tmp_path / "tgt"],
+    }[command]
+    code = cli([command, trained, "--device", device, *rest])
+    assert_error(capsys, code, BAD_DEVICES[device])
+
+
+@pytest.mark.parametrize("device", ["cuda", "mps"])
+def test_training_on_a_missing_device_is_one_line(device, capsys, monkeypatch, tmp_path):
+    no_gpu(monkeypatch)
+    code = cli(train_argv(tmp_path, f"device={device}"))
+    assert_error(capsys, code, BAD_DEVICES[device])
+    assert list(tmp_path.iterdir()) == []  # refused before any work
