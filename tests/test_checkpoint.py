@@ -129,6 +129,58 @@ def test_an_interrupted_first_save_leaves_nothing(tmp_path, monkeypatch, fail):
     assert list(tmp_path.iterdir()) == []
 
 
+def record_disk_order(monkeypatch) -> list[tuple]:
+    """Every fsync, as (inode, size then), and every rename, as (source, target), in order."""
+    events = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd):
+        info = os.fstat(fd)
+        events.append(("fsync", info.st_ino, info.st_size))
+        real_fsync(fd)
+
+    def rename(source, target, *args, **kwargs):
+        events.append(("rename", Path(source), Path(target)))
+        real_rename(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    return events
+
+
+@pytest.mark.parametrize("replacing", [False, True], ids=["first", "replacing"])
+def test_a_save_is_on_disk_before_its_rename_and_the_rename_after(tmp_path, monkeypatch, replacing):
+    """Power loss, unlike a killed process, loses what is only in the page cache: every file
+    and the directory must reach the disk before the rename puts them in place, and the parent
+    directory, which holds the rename, after it."""
+    target = tmp_path / "last"
+    if replacing:
+        save(target, make_model(1))
+    model = make_model(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    train_steps(model, optimizer, 1)
+    events = record_disk_order(monkeypatch)
+
+    save(target, model, optimizer=optimizer, trainer_state={"epoch": 2})
+
+    into_place = [i for i, e in enumerate(events) if e[0] == "rename" and e[2] == target]
+    assert len(into_place) == 1 and events[into_place[0]][1].name.startswith(".last.")
+    before, after = events[: into_place[0]], events[into_place[0] + 1 :]
+    synced = [(inode, size) for kind, inode, size in before if kind == "fsync"]
+    files = sorted(target.iterdir())
+    assert {f.name for f in files} == {
+        "model.safetensors", "optimizer.safetensors", "trainer.json", "config.yaml",
+        "vocab.json", "meta.json",
+    }  # fmt: skip
+    for file in files:  # each whole: synced after its last write
+        assert (file.stat().st_ino, file.stat().st_size) in synced, file.name
+    # The directory after its files: its entries name them all.
+    directory = [i for i, (inode, _) in enumerate(synced) if inode == target.stat().st_ino]
+    last_file = max(synced.index((f.stat().st_ino, f.stat().st_size)) for f in files)
+    assert directory and directory[-1] > last_file
+    assert tmp_path.stat().st_ino in [inode for kind, inode, _ in after if kind == "fsync"]
+
+
 def crash_when_moving_into_place(monkeypatch, name: str):
     """The finished temporary directory cannot be renamed to `name`: the old checkpoint has
     already been moved aside, the new one never arrives."""

@@ -1,16 +1,14 @@
 """Decoding from the command line on a run trained once for the module: n-best output and its
-format, beam size 1 as greedy, ensembles through --checkpoints, evaluate with a beam, and
+format, beam size 1 as greedy, ensembles through --ensemble, evaluate with a beam, and
 `score`, whose log-probabilities agree with the model stepped by hand and with `translate`."""
 
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import math
 import re
 import shutil
-import sys
 import types
 import unicodedata
 from pathlib import Path
@@ -20,7 +18,6 @@ import torch
 from conftest import MULTI30K, assert_error, cli, isolated
 
 from seq2seq import checkpoint
-from seq2seq.cli import main
 from seq2seq.data.dataset import encode_source
 from seq2seq.decode import DecodeSettings
 from seq2seq.translate import Translator
@@ -162,24 +159,101 @@ def test_n_best_above_beam_size_is_an_error(trained, capsys):
 @pytest.mark.parametrize("options", [[], ["--beam-size", "3", "--n-best", "2"]])
 def test_an_ensemble_of_a_run_and_its_copy_translates_like_the_run(trained, copy, capsys, options):
     alone = run(capsys, "translate", trained, *options, *SOURCES)
-    assert run(capsys, "translate", trained, *SOURCES, *options, "--checkpoints", copy) == alone
+    assert run(capsys, "translate", trained, *SOURCES, *options, "--ensemble", copy) == alone
 
 
-def test_sentences_go_before_checkpoints(trained, copy, capsys, monkeypatch):
-    """--checkpoints takes every argument up to the next option (documented), so sentences go
-    first; given after it, they are read as checkpoint paths and refused by name."""
-    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(b"")))
+# One syntax for ensembles: RUN is the first member, each `--ensemble RUN` adds one more.
+BEAM = ["--beam-size", "5", "--n-best", "2"]
+ENSEMBLE_ORDERS = {
+    "as documented": lambda a, b, c: [a, "--ensemble", b, "--ensemble", c, SOURCES[1], *BEAM],
+    "options first": lambda a, b, c: [*BEAM, "--ensemble", b, "--ensemble", c, a, SOURCES[1]],
+    "options last": lambda a, b, c: [a, SOURCES[1], "--ensemble", b, *BEAM, "--ensemble", c],
+    "between": lambda a, b, c: ["--ensemble", b, a, *BEAM, SOURCES[1], "--ensemble", c],
+}
+
+
+@pytest.fixture(scope="module")
+def other(trained, tmp_path_factory) -> Path:
+    """A checkpoint of the run's model with every weight moved a little: a different model
+    over the same vocabularies."""
+    loaded = checkpoint.load(trained)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in loaded.model.parameters():
+            parameter += 0.05 * torch.randn(parameter.shape, generator=generator)
+    path = tmp_path_factory.mktemp("other") / "best"
+    vocabs = (loaded.src_vocab, loaded.tgt_vocab)
+    checkpoint.save(path, loaded.model, loaded.config, vocabs, loaded.meta)
+    return path
+
+
+@pytest.mark.parametrize("order", ENSEMBLE_ORDERS)
+def test_an_ensemble_in_any_option_order(trained, copy, other, capsys, order):
+    lines = run(capsys, "translate", *ENSEMBLE_ORDERS[order](trained, other, copy))
+
+    members = checkpoint.load_ensemble([trained, other, copy])
+    settings = DecodeSettings(beam_size=5, n_best=2)
+    found = Translator(members, torch.device("cpu"), settings).nbest([SOURCES[1]])[0]
+    parsed = parse_nbest(lines)
+    assert [(n, text) for n, text, _, _ in parsed] == [(0, text) for text, _ in found]
+    assert [lp for _, _, lp, _ in parsed] == pytest.approx([h.log_prob for _, h in found], abs=1e-4)
+    # The other model counts: the run alone gives another log-probability.
+    alone = parse_nbest(run(capsys, "translate", trained, *BEAM, SOURCES[1]))
+    assert parsed[0][2] != alone[0][2]
+
+
+def test_ensemble_takes_one_run_and_never_a_sentence(trained, copy, capsys):
     alone = run(capsys, "translate", trained, *SOURCES)
-    assert run(capsys, "translate", trained, *SOURCES, "--checkpoints", copy) == alone
-    assert main(["translate", str(trained), "--checkpoints", str(copy), SOURCES[0]]) == 2
-    error = capsys.readouterr().err.strip()
-    assert error.count("\n") == 0 and f"checkpoint {SOURCES[0]} does not exist" in error
+    assert run(capsys, "translate", trained, "--ensemble", copy, *SOURCES) == alone
+    assert run(capsys, "translate", trained, "--ensemble", copy, SOURCES[0]) == alone[:1]
+
+
+def test_a_sentence_starting_with_a_dash_after_double_dash(trained, ckpt, capsys):
+    translator = Translator(ckpt, torch.device("cpu"), DecodeSettings(beam_size=2))
+    expected = translator.translate([SOURCES[0], "-Ein Mann."])
+    assert run(capsys, "translate", trained, "--beam-size", "2", "--", "-Ein Mann.") == expected[1:]
+    lines = run(capsys, "translate", trained, SOURCES[0], "--beam-size", "2", "--", "-Ein Mann.")
+    assert lines == expected
+
+
+def usage_error(capsys, code: int, command: str, *fragments: str) -> str:
+    """argparse's refusal: exit 2, the command's usage, then one line naming the problem."""
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith(f"usage: seq2seq {command} ") and "Traceback" not in err
+    line = err.splitlines()[-1]
+    assert line.startswith(f"seq2seq {command}: error: "), err
+    for fragment in fragments:
+        assert fragment in line, line
+    return line
+
+
+def test_the_old_checkpoints_option_is_refused_by_name(trained, copy, capsys):
+    code = cli(["translate", "--checkpoints", trained, copy])
+    line = usage_error(capsys, code, "translate", "unrecognized arguments: --checkpoints")
+    assert "sentences" not in line
+
+
+def test_an_ensemble_without_run_names_the_missing_run(trained, capsys):
+    code = cli(["evaluate", "--ensemble", trained])
+    line = usage_error(capsys, code, "evaluate", "the following arguments are required: run")
+    assert line.endswith(": run")
+
+
+def test_ensemble_needs_its_one_run(trained, capsys):
+    code = cli(["translate", trained, "Ein Mann.", "--ensemble"])
+    usage_error(capsys, code, "translate", "argument --ensemble: expected one argument")
+
+
+def test_evaluate_takes_one_run(trained, copy, capsys):
+    code = cli(["evaluate", trained, copy])
+    usage_error(capsys, code, "evaluate", f"unrecognized arguments: {copy}")
 
 
 def test_evaluate_an_ensemble_with_a_beam(trained, copy, small, capsys, tmp_path):
     split = ["--split", "small", "--data-dir", small.dir, "--beam-size", "2", "--json"]
     output = tmp_path / "small.out"
-    ensemble = json.loads("\n".join(run(capsys, "evaluate", trained, copy, *split)))
+    ensemble = json.loads("\n".join(run(capsys, "evaluate", "--ensemble", copy, trained, *split)))
     alone = json.loads("\n".join(run(capsys, "evaluate", trained, *split, "--output", output)))
 
     assert ensemble["sentences"] == alone["sentences"] == 12
@@ -227,7 +301,8 @@ def test_score_agrees_with_stepping_by_hand_and_with_translate(
             eos = with_eos - step_by_hand(ckpt, source, h.tokens, False)
         assert score == pytest.approx(log_prob + eos, abs=3e-4)
     # A run and its copy as an ensemble score alike.
-    assert run(capsys, "score", trained, "--checkpoints", copy, *files) == lines
+    assert run(capsys, "score", trained, "--ensemble", copy, *files) == lines
+    assert run(capsys, "score", "--ensemble", copy, *files, trained) == lines
 
 
 def test_score_refuses_files_of_different_lengths(trained, capsys, tmp_path):

@@ -36,7 +36,7 @@ from test_cli import snapshot
 from seq2seq import checkpoint
 from seq2seq import train as train_module
 from seq2seq.config import Config, ConfigError, load_config
-from seq2seq.errors import TrainingDiverged, TrainingInterrupted
+from seq2seq.errors import CheckpointError, TrainingDiverged, TrainingInterrupted
 from seq2seq.models import Seq2Seq
 from seq2seq.train import MAX_BAD_STEPS_IN_ROW, Trainer
 from seq2seq.translate import Translator
@@ -667,16 +667,25 @@ def replaced(path: Path, content: bytes):
 LAST_FILES = ["model.safetensors", "optimizer.safetensors", "trainer.json", "config.yaml"]
 
 
-def test_malicious_files_in_last_never_run_on_resume(resumable, corpus, tmp_path):
+# How each file of last/ refuses a payload, and the fix its message names.
+REFUSALS = {
+    "model.safetensors": "is not a readable safetensors file",
+    "optimizer.safetensors": "is not a readable safetensors file",
+    "trainer.json": "is unreadable",
+    "config.yaml": "is unusable",
+}
+
+
+@pytest.mark.parametrize("name", LAST_FILES)
+def test_malicious_files_in_last_never_run_on_resume(resumable, corpus, tmp_path, name):
     marker = tmp_path / "marker"
-    for name in LAST_FILES:
-        refused = False
-        with replaced(resumable / "last" / name, payload(name, marker)):
-            try:
-                Trainer(tiny(corpus, resumable.parent, "train.epochs=2", "resume=true"))
-            except Exception:  # which error is the next test's business
-                refused = True
-        assert refused and not marker.exists(), name
+    with (
+        replaced(resumable / "last" / name, payload(name, marker)),
+        pytest.raises(CheckpointError) as error,
+    ):
+        Trainer(tiny(corpus, resumable.parent, "train.epochs=2", "resume=true"))
+    assert str(error.value).startswith(f"{resumable / 'last'}/{name} {REFUSALS[name]}")
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize(

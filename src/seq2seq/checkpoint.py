@@ -6,8 +6,9 @@ A checkpoint is a directory that stands on its own: `model.safetensors` (weights
 `optimizer.safetensors` and `trainer.json`. Tensors are in safetensors and everything else in
 JSON or YAML, so loading never unpickles and never runs code from the file.
 
-Saving writes a temporary directory and renames it into place, so an interrupted save leaves
-the previous checkpoint whole.
+Saving writes a temporary directory, flushes its files and itself to the disk, renames it into
+place and flushes the parent directory, so neither an interrupted save nor a power loss leaves
+less than one whole checkpoint.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def save(
         tmp.chmod(0o777 & ~umask)
         for file in tmp.iterdir():
             file.chmod(0o666 & ~umask)
+            _fsync(file)
+        _fsync(tmp)
         _replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -94,7 +97,18 @@ def _replace_dir(new: Path, target: Path) -> None:
     if target.exists():
         target.rename(old)
     new.rename(target)
+    _fsync(target.parent)  # the renames reach the disk before the old copy goes
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a directory's entries, to the disk: without it a power loss can
+    leave a renamed checkpoint with empty files, or undo the rename."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _old(path: Path) -> Path:

@@ -12,20 +12,35 @@ from pathlib import Path
 from seq2seq.errors import Seq2SeqError, TrainingInterrupted
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """A command's parser: positionals (a run, sentences) may come before, between or after
+    options, as with `parse_intermixed_args`, which argparse does not offer for subcommands."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:  # parse_intermixed_args' own two passes
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            # Unknown arguments are this command's error, shown with this command's usage.
+            return self.parse_intermixed_args(args, namespace), []
+        finally:
+            self._intermixing = False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="seq2seq", description="Sequence to sequence learning with LSTMs (Sutskever 2014)."
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_IntermixedParser)
 
     train = commands.add_parser("train", help="train a model from a YAML config")
     train.add_argument("config", help="YAML config, e.g. configs/tutorial.yaml")
     train.add_argument("overrides", nargs="*", help="key=value, e.g. train.epochs=2 name=trial")
 
     evaluate = commands.add_parser("evaluate", help="loss, perplexity, BLEU and chrF on a split")
-    evaluate.add_argument(
-        "run", nargs="+", help="run directory (uses best/) or checkpoint; several: an ensemble"
-    )
+    evaluate.add_argument("run", help="run directory (uses best/) or a checkpoint directory")
     evaluate.add_argument(
         "--split", default="test", help="test, val, or a split's file prefix (default: test)"
     )
@@ -36,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
 
     translate = commands.add_parser("translate", help="translate sentences")
     translate.add_argument("run", help="run directory (uses best/) or a checkpoint directory")
-    translate.add_argument("sentences", nargs="*", help="sentences; none reads --input or stdin")
+    translate.add_argument(
+        "sentences", nargs="*", default=[], help="sentences; none reads --input or stdin"
+    )
     translate.add_argument("--input", help="file with one sentence per line")
     translate.add_argument("--output", help="write translations here instead of stdout")
     translate.add_argument(
@@ -78,13 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--json", action="store_true", help="print the figures as JSON")
     _decoding_options(compare, ensemble=False)
 
-    # Options may follow the sentences of `translate`; argparse alone would stop the sentence
-    # list at the first option and refuse the rest.
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command == "translate" and not any(e.startswith("-") for e in extra):
-        args.sentences += extra
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         commands = {
@@ -111,12 +122,11 @@ def main(argv: list[str] | None = None) -> int:
 def _decoding_options(parser: argparse.ArgumentParser, *, ensemble: bool = True) -> None:
     if ensemble:
         parser.add_argument(
-            "--checkpoints",
-            nargs="+",
+            "--ensemble",
+            action="append",
             default=[],
             metavar="RUN",
-            help="more runs or checkpoints, decoded as an ensemble with RUN; they take every "
-            "argument up to the next option, so give sentences before them",
+            help="one more run or checkpoint, decoded as an ensemble with RUN; repeat for more",
         )
     parser.add_argument("--beam-size", type=int, default=1, help="1 is greedy (default)")
     parser.add_argument(
@@ -166,13 +176,16 @@ def _settings(args):
     )
 
 
-def _load(args):
-    from seq2seq import checkpoint
+def _device(args):
     from seq2seq.device import pick_device
 
-    device = pick_device(args.device)
-    runs = args.run if isinstance(args.run, list) else [args.run]
-    return checkpoint.load_ensemble([*runs, *args.checkpoints], device), device
+    return pick_device(args.device)
+
+
+def _load(args, device):
+    from seq2seq import checkpoint
+
+    return checkpoint.load_ensemble([args.run, *args.ensemble], device)
 
 
 def _train(args) -> int:
@@ -187,8 +200,8 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from seq2seq.evaluate import evaluate_split
 
-    settings = _settings(args)
-    ckpt, device = _load(args)
+    settings, device = _settings(args), _device(args)
+    ckpt = _load(args, device)
     result = evaluate_split(
         ckpt, args.split, device=device, data_dir=args.data_dir, settings=settings
     )
@@ -212,7 +225,7 @@ def _evaluate(args) -> int:
 def _translate(args) -> int:
     from seq2seq.translate import Translator
 
-    settings = _settings(args)
+    settings, device = _settings(args), _device(args)
     if args.sentences and args.input:
         raise Seq2SeqError("give sentences as arguments or --input FILE, not both")
     if args.sentences:
@@ -221,12 +234,11 @@ def _translate(args) -> int:
         lines = _read_input(Path(args.input))
     elif getattr(sys.stdin, "isatty", lambda: False)():
         raise Seq2SeqError(
-            "nothing to translate: give sentences (before any --checkpoints), --input FILE, "
-            "or pipe text to standard input"
+            "nothing to translate: give sentences, --input FILE, or pipe text to standard input"
         )
     else:
         lines = _decode_stdin()
-    ckpt, device = _load(args)
+    ckpt = _load(args, device)
     translator = Translator(ckpt, device, settings)
     if settings.n_best == 1:
         outputs = translator.translate(lines)
@@ -243,14 +255,14 @@ def _translate(args) -> int:
 def _score(args) -> int:
     from seq2seq.translate import Translator
 
-    settings = _settings(args)
+    settings, device = _settings(args), _device(args)
     sources, targets = _read_input(Path(args.source)), _read_input(Path(args.target))
     if len(sources) != len(targets):
         raise Seq2SeqError(
             f"--source has {len(sources)} lines but --target has {len(targets)}; "
             f"give line-aligned files"
         )
-    ckpt, device = _load(args)
+    ckpt = _load(args, device)
     scores = Translator(ckpt, device, settings).score(sources, targets)
     _emit([f"{value:.4f}" for value in scores], None)
     return 0
