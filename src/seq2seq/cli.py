@@ -180,6 +180,7 @@ def _evaluate(args) -> int:
 
 
 def _translate(args) -> int:
+    from seq2seq.data.lines import read_lines, read_stdin
     from seq2seq.translate import Translator
 
     settings = _settings(args)
@@ -188,14 +189,14 @@ def _translate(args) -> int:
     if args.sentences:
         lines = args.sentences
     elif args.input:
-        lines = _read_input(Path(args.input))
+        lines = read_lines(Path(args.input))
     elif getattr(sys.stdin, "isatty", lambda: False)():
         raise Seq2SeqError(
             "nothing to translate: give sentences (before any --checkpoints), --input FILE, "
             "or pipe text to standard input"
         )
     else:
-        lines = _decode_stdin()
+        lines = read_stdin()
     ckpt, device = _load(args)
     translator = Translator(ckpt, device, settings)
     if settings.n_best == 1:
@@ -211,10 +212,11 @@ def _translate(args) -> int:
 
 
 def _score(args) -> int:
+    from seq2seq.data.lines import read_lines
     from seq2seq.translate import Translator
 
     settings = _settings(args)
-    sources, targets = _read_input(Path(args.source)), _read_input(Path(args.target))
+    sources, targets = read_lines(Path(args.source)), read_lines(Path(args.target))
     if len(sources) != len(targets):
         raise Seq2SeqError(
             f"--source has {len(sources)} lines but --target has {len(targets)}; "
@@ -231,32 +233,6 @@ def _emit(lines: list[str], output: str | None) -> None:
         _write_lines(Path(output), lines)
     else:
         sys.stdout.write("".join(line + "\n" for line in lines))
-
-
-def _read_input(path: Path) -> list[str]:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise Seq2SeqError(f"cannot read {path}: {error.strerror}") from None
-    return _split_lines(data, str(path))
-
-
-def _decode_stdin() -> list[str]:
-    return _split_lines(sys.stdin.buffer.read(), "standard input")
-
-
-def _split_lines(data: bytes, source: str) -> list[str]:
-    try:
-        text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise Seq2SeqError(
-            f"{source} line {line} is not valid UTF-8; convert it to UTF-8"
-        ) from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:

@@ -8,14 +8,13 @@ shipped in `multi30k.sha256`.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
-import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from seq2seq.data.lines import read_lines
 from seq2seq.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -111,30 +110,6 @@ def download_multi30k(filename: str) -> Path:
     except ValueError as error:  # pooch's hash mismatch
         raise DataError(f"downloaded {filename} is corrupt: {error}") from None
     return Path(path)
-
-
-def read_lines(path: Path) -> list[str]:
-    """Lines of a UTF-8 text file (optionally gzip), without line ends, NFC-normalised."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            data = handle.read()
-    except (OSError, EOFError) as error:
-        raise DataError(f"cannot read {path}: {error}") from None
-    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")  # a BOM, as Windows editors write
-    if lines and lines[-1] == b"":
-        lines.pop()
-    out = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise DataError(
-                f"{path} line {number} is not valid UTF-8 (byte {error.start}); "
-                f"convert the file to UTF-8, e.g. with iconv"
-            ) from None
-        out.append(unicodedata.normalize("NFC", text.rstrip("\r")))
-    return out
 
 
 def read_parallel(src_path: Path, tgt_path: Path) -> ParallelText:
