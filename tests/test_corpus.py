@@ -120,7 +120,7 @@ def test_files_corpus_with_a_custom_prefix(tmp_path, private_cache):
 def test_line_count_mismatch_names_both_files_and_counts(tmp_path):
     src, tgt = _pair(tmp_path, b"a\nb\nc\n", b"x\ny\n")
     with pytest.raises(DataError) as error:
-        read_parallel(src, tgt)
+        read_parallel(src, tgt, skip_empty=True)
     assert f"{src} has 3 lines but {tgt} has 2" in str(error.value)
     assert "line-aligned" in str(error.value)
 
@@ -135,50 +135,65 @@ def test_latin1_file_is_refused_at_the_first_bad_line(tmp_path):
 def test_invalid_utf8_in_the_target_file_is_refused(tmp_path):
     src, tgt = _pair(tmp_path, b"a\nb\n", b"x\n\xc3(\n")
     with pytest.raises(DataError, match=f"{tgt} line 2"):
-        read_parallel(src, tgt)
+        read_parallel(src, tgt, skip_empty=True)
 
 
 def test_an_empty_source_file_is_refused_by_name(tmp_path):
     src, tgt = _pair(tmp_path, b"", b"x\n")
     with pytest.raises(DataError) as error:
-        read_parallel(src, tgt)
+        read_parallel(src, tgt, skip_empty=True)
     assert f"{src} is empty" in str(error.value)
 
 
 def test_an_empty_target_file_is_refused_by_name(tmp_path):
     src, tgt = _pair(tmp_path, b"a\n", b"")
     with pytest.raises(DataError) as error:
-        read_parallel(src, tgt)
+        read_parallel(src, tgt, skip_empty=True)
     assert f"{tgt} has 0" in str(error.value)
 
 
-def test_pairs_with_an_empty_side_are_skipped_with_a_warning(tmp_path, caplog):
-    src, tgt = _pair(
-        tmp_path,
-        b"Ein Hund.\n\nZwei Katzen.\nDrei.\n  \t\nVier.\n",
-        b"A dog.\nLost.\nTwo cats.\n \nAlso lost.\nFour.\n",
-    )
-    with caplog.at_level(logging.WARNING, logger="seq2seq.data.corpus"):
-        text = read_parallel(src, tgt)
-    assert text.src == ["Ein Hund.", "Zwei Katzen.", "Vier."]
-    assert text.tgt == ["A dog.", "Two cats.", "Four."]
-    (record,) = caplog.records
-    assert record.levelno == logging.WARNING
-    message = record.getMessage()
-    assert "skipped 3 sentence pairs" in message
-    assert str(src) in message and str(tgt) in message
-    assert "first at line 2" in message
+def test_pairs_with_an_empty_side_are_skipped_for_training_and_kept_otherwise(tmp_path, caplog):
+    src_lines = ["Ein Hund.", "", "Zwei Katzen.", "Drei.", "  \t", "Vier."]
+    tgt_lines = ["A dog.", "Lost.", "Two cats.", " ", "Also lost.", "Four."]
+    src, tgt = _pair(tmp_path, "\n".join(src_lines).encode(), "\n".join(tgt_lines).encode())
+    with caplog.at_level(logging.INFO, logger="seq2seq.data.corpus"):
+        skipped = read_parallel(src, tgt, skip_empty=True)
+        kept = read_parallel(src, tgt, skip_empty=False)
+    assert skipped.src == ["Ein Hund.", "Zwei Katzen.", "Vier."]
+    assert skipped.tgt == ["A dog.", "Two cats.", "Four."]
+    assert (kept.src, kept.tgt) == (src_lines, tgt_lines)
+    warning, info = caplog.records
+    assert (warning.levelno, info.levelno) == (logging.WARNING, logging.INFO)
+    assert "skipped 3 sentence pairs" in warning.getMessage()
+    assert "3 sentence pairs" in info.getMessage() and "all are kept" in info.getMessage()
+    for record in (warning, info):
+        assert str(src) in record.getMessage() and str(tgt) in record.getMessage()
+        assert "first at line 2" in record.getMessage()
 
 
 def test_no_warning_when_every_pair_has_text(tmp_path, caplog):
     src, tgt = _pair(tmp_path, b"a\nb\n", b"x\ny\n")
     with caplog.at_level(logging.WARNING, logger="seq2seq.data.corpus"):
-        assert read_parallel(src, tgt).tgt == ["x", "y"]
+        assert read_parallel(src, tgt, skip_empty=True).tgt == ["x", "y"]
     assert caplog.records == []
 
 
 def test_a_split_with_no_pair_with_text_on_both_sides_is_refused(tmp_path):
     src, tgt = _pair(tmp_path, b"a\n\n \n", b"\nb\n\n")
     with pytest.raises(DataError) as error:
-        read_parallel(src, tgt)
+        read_parallel(src, tgt, skip_empty=True)
     assert f"{src} / {tgt} hold no pair with text on both sides" in str(error.value)
+
+
+def test_only_the_training_split_skips_pairs_with_an_empty_side(tmp_path, private_cache):
+    for prefix in ("train", "test_2016_flickr", "val"):
+        _pair(tmp_path, b"Ein Hund.\n\nZwei.\n", b"A dog.\nLost.\n\n", prefix=prefix)
+    config = DataConfig(corpus="files", dir=str(tmp_path))
+    train = dataset.load_split(config, "train")
+    assert train.src_text == ["Ein Hund."]
+    for name in ("test", "val"):
+        split = dataset.load_split(config, name)
+        assert split.src_text == ["Ein Hund.", "", "Zwei."]
+        assert split.tgt_text == ["A dog.", "Lost.", ""]
+        assert split.src_tokens == [["ein", "hund", "."], [], ["zwei", "."]]
+        assert split.tgt_tokens == [["a", "dog", "."], ["lost", "."], []]

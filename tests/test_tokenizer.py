@@ -57,6 +57,13 @@ def test_tokenize_many_matches_one_at_a_time(en):
     assert en.tokenize_many(texts)[1] == []
 
 
+def test_text_without_words_has_no_tokens(en):
+    # spaCy alone gives a whitespace token; an empty token list is what marks an empty line.
+    blank = [" ", "\t", " \t \r", "\u3000", "\x07", "\x0b\x0c"]
+    assert en.tokenize_many(blank) == [[] for _ in blank]
+    assert en("a  b") == ["a", " ", "b"]  # inside a sentence they stay, as in the tutorial
+
+
 def test_a_language_without_rules_still_splits_words_and_punctuation():
     assert Tokenizer("qq")("Hello world, again.") == ["hello", "world", ",", "again", "."]
 

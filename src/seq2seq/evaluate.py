@@ -32,8 +32,9 @@ def corpus_loss(
     teacher_forcing_ratio: float = 1.0,
     batch_size: int = 128,
 ) -> float:
-    """Mean cross-entropy per target token. A ratio of 0 feeds the decoder its own predictions
-    for exactly the reference's length (the tutorial's "test loss")."""
+    """Mean cross-entropy per target token, <eos> included (an empty target scores only its
+    <eos>). A ratio of 0 feeds the decoder its own predictions for exactly the reference's
+    length (the tutorial's "test loss")."""
     model.eval()
     total, tokens = 0.0, 0
     for batch in length_batches(examples, batch_size, pad):

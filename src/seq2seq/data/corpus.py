@@ -112,8 +112,10 @@ def download_multi30k(filename: str) -> Path:
     return Path(path)
 
 
-def read_parallel(src_path: Path, tgt_path: Path) -> ParallelText:
-    """Read two aligned files; pairs with an empty side are skipped and the skip is logged."""
+def read_parallel(src_path: Path, tgt_path: Path, *, skip_empty: bool) -> ParallelText:
+    """Read two aligned files. Pairs with an empty side are skipped (and the skip logged) with
+    `skip_empty`, for training; otherwise every line is kept, so an evaluation counts every
+    reference, and an empty source translates to an empty line."""
     src, tgt = read_lines(src_path), read_lines(tgt_path)
     if not src:
         raise DataError(f"{src_path} is empty; a corpus file needs one sentence per line")
@@ -126,7 +128,7 @@ def read_parallel(src_path: Path, tgt_path: Path) -> ParallelText:
     empty = [i for i, (s, t) in pairs if not (s.strip() and t.strip())]
     if len(empty) == len(src):
         raise DataError(f"{src_path} / {tgt_path} hold no pair with text on both sides")
-    if empty:
+    if empty and skip_empty:
         log.warning(
             "skipped %d sentence pairs with an empty side in %s / %s (first at line %d)",
             len(empty),
@@ -137,4 +139,12 @@ def read_parallel(src_path: Path, tgt_path: Path) -> ParallelText:
         skip = set(empty)
         src = [line for i, line in enumerate(src) if i not in skip]
         tgt = [line for i, line in enumerate(tgt) if i not in skip]
+    elif empty:
+        log.info(
+            "%d sentence pairs in %s / %s have an empty side (first at line %d); all are kept",
+            len(empty),
+            src_path,
+            tgt_path,
+            empty[0] + 1,
+        )
     return ParallelText(src, tgt, src_path, tgt_path)

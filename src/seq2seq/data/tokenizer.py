@@ -37,9 +37,11 @@ class Tokenizer:
         return self.tokenize_many([text])[0]
 
     def tokenize_many(self, texts: list[str], batch_size: int = 1000) -> list[list[str]]:
+        """Tokens of each text; a text without any but whitespace and control characters has
+        none (spaCy would give it one whitespace token)."""
         out = []
         for doc in self._spacy.pipe((_clean(t) for t in texts), batch_size=batch_size):
-            tokens = [token.text for token in doc]
+            tokens = [token.text for token in doc] if doc.text.strip() else []
             out.append([t.lower() for t in tokens] if self.lowercase else tokens)
         return out
 
