@@ -1,20 +1,23 @@
-"""Evaluation counts every line of a test set: decoding an empty source, scoring an empty
-target, and `seq2seq evaluate` on the golden checkpoint with empty lines."""
+"""Evaluation counts every line of a test set, and its BLEU is cased as the model writes:
+decoding an empty source, scoring an empty target, and `seq2seq evaluate` on the golden
+checkpoint with empty lines and with `data.lowercase=false`."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
+import yaml
 from conftest import ROOT, cli
-from sacrebleu.metrics import BLEU
+from sacrebleu.metrics import BLEU, CHRF
 from toy_models import EOS, PAD, SOS, random_model
 
 from seq2seq.data.dataset import Example
 from seq2seq.decode import DecodeSettings, decode_examples
-from seq2seq.evaluate import corpus_loss
+from seq2seq.evaluate import corpus_loss, sacrebleu_scores
 from seq2seq.search import Scored
 
 CPU = torch.device("cpu")
@@ -67,6 +70,19 @@ def test_an_empty_target_scores_only_its_eos():
     assert both == pytest.approx((expected + 3 * alone) / 4, rel=1e-5)
 
 
+def test_sacrebleu_scores_are_cased_unless_lowercased():
+    hypotheses, references = ["a man sits on a bench ."], ["A Man sits on a Bench ."]
+    cased = sacrebleu_scores(hypotheses, references, lowercase=False)
+    lowered = sacrebleu_scores(hypotheses, references, lowercase=True)
+    assert lowered["bleu"] == pytest.approx(100.0)
+    assert cased["bleu"] == pytest.approx(BLEU().corpus_score(hypotheses, [references]).score)
+    assert cased["bleu"] < 50
+    assert cased["chrf"] == pytest.approx(CHRF().corpus_score(hypotheses, [references]).score)
+    assert cased["chrf"] < lowered["chrf"]
+    assert "|case:mixed|" in cased["bleu_signature"] and "|case:lc|" in lowered["bleu_signature"]
+    assert "|case:mixed|" in cased["chrf_signature"]
+
+
 # `seq2seq evaluate` on the golden checkpoint (lowercased; it writes "a a <unk> ...").
 
 
@@ -95,3 +111,30 @@ def test_evaluate_counts_every_line_and_an_empty_source_gives_an_empty_line(tmp_
     expected = BLEU(lowercase=True).corpus_score(hypotheses, [references]).score
     assert result["bleu"] == pytest.approx(expected)
     assert math.isfinite(result["loss"]) and math.isfinite(result["free_loss"])
+
+
+def test_evaluate_is_case_sensitive_when_the_data_is_not_lowercased(tmp_path, capsys):
+    cased = tmp_path / "cased"
+    shutil.copytree(GOLDEN, cased)
+    config = yaml.safe_load((cased / "config.yaml").read_text())
+    config["data"]["lowercase"] = False
+    (cased / "config.yaml").write_text(yaml.safe_dump(config))
+    references = ["A MAN ON A BENCH.", "A DOG AND A CAT.", "A WOMAN WITH A HAT."]
+    (tmp_path / "mine.de").write_text("".join(f"{s}\n" for s in GOLDEN_DE[:3]), encoding="utf-8")
+    (tmp_path / "mine.en").write_text("".join(f"{r}\n" for r in references), encoding="utf-8")
+    output = tmp_path / "out.en"
+
+    result = json.loads(evaluate(capsys, cased, tmp_path, "--json", "--output", output))
+    hypotheses = output.read_text(encoding="utf-8").splitlines()
+
+    assert result["bleu_signature"].startswith("nrefs:1|case:mixed|")
+    assert result["chrf_signature"].startswith("nrefs:1|case:mixed|")
+    assert result["bleu"] == pytest.approx(BLEU().corpus_score(hypotheses, [references]).score)
+    assert result["chrf"] == pytest.approx(CHRF().corpus_score(hypotheses, [references]).score)
+    lowered = CHRF(lowercase=True).corpus_score(hypotheses, [references]).score
+    assert result["bleu"] < BLEU(lowercase=True).corpus_score(hypotheses, [references]).score
+    assert result["chrf"] < lowered  # the golden model writes lowercase
+    printed = evaluate(capsys, cased, tmp_path).splitlines()
+    assert printed[3].startswith("BLEU (detokenized, cased)       ")
+    assert printed[3].endswith(result["bleu_signature"])
+    assert printed[5].startswith("BLEU (lowercased spaCy tokens)  ")

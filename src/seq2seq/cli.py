@@ -173,7 +173,8 @@ def _evaluate(args) -> int:
     print(
         f"loss (free running, tutorial's) {result['free_loss']:.3f}  ppl {result['free_ppl']:.2f}"
     )
-    print(f"BLEU (detokenized, lowercased)  {result['bleu']:.2f}  {result['bleu_signature']}")
+    bleu = f"BLEU (detokenized, {'lowercased' if ckpt.config.data.lowercase else 'cased'})"
+    print(f"{bleu:<32}{result['bleu']:.2f}  {result['bleu_signature']}")
     print(f"chrF                            {result['chrf']:.2f}  {result['chrf_signature']}")
     print(f"BLEU (lowercased spaCy tokens)  {result['bleu_tokenized']:.2f}  (the tutorial's)")
     return 0
