@@ -245,7 +245,6 @@ UNRECOVERABLE_TEST2016 = {
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("lang", ["en", "de", "fr", "cs"])
 def test_test2016_references_come_back_unchanged_but_the_known_few(multi30k_dir, lang):
     tokenizer = Tokenizer(lang, lowercase=False)
