@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import gzip
 import logging
-import unicodedata
 from pathlib import Path
 
 import pytest
 
 from seq2seq.config import DataConfig
 from seq2seq.data import dataset
-from seq2seq.data.corpus import data_dirs, locate_split, read_lines, read_parallel
+from seq2seq.data.corpus import data_dirs, locate_split, read_parallel
 from seq2seq.errors import DataError
 
 
@@ -115,50 +114,15 @@ def test_files_corpus_with_a_custom_prefix(tmp_path, private_cache):
     assert dataset.load_split(config, "europarl/dev") == split
 
 
-# Reading them.
-
-
-def test_gzip_and_plain_files_both_read(tmp_path):
-    text = "Ein Hund.\nGrüße aus Köln.\n".encode()
-    assert read_lines(_write(tmp_path / "a.de.gz", text)) == ["Ein Hund.", "Grüße aus Köln."]
-    assert read_lines(_write(tmp_path / "a.de", text)) == ["Ein Hund.", "Grüße aus Köln."]
-
-
-def test_crlf_line_ends_are_stripped_and_a_last_line_without_newline_is_kept(tmp_path):
-    path = _write(tmp_path / "windows.en", b"A dog.\r\nA cat.\r\nA cow.")
-    assert read_lines(path) == ["A dog.", "A cat.", "A cow."]
-
-
-def test_lines_are_split_only_at_newlines(tmp_path):
-    # Unicode line separators inside a sentence must not shift the alignment of the files.
-    path = _write(tmp_path / "odd.en", "one\u2028half\nnext\x85line\x0cpage\n".encode())
-    assert read_lines(path) == ["one\u2028half", "next\x85line\x0cpage"]
-
-
-def test_lines_are_nfc_normalised(tmp_path):
-    path = _write(tmp_path / "nfd.de", unicodedata.normalize("NFD", "Männer\n").encode())
-    assert read_lines(path) == ["Männer"]
-
-
-def test_a_utf8_byte_order_mark_is_not_part_of_the_first_sentence(tmp_path):
-    path = _write(tmp_path / "bom.de", "\ufeffEin Hund.\nZwei Katzen.\n".encode())
-    assert read_lines(path) == ["Ein Hund.", "Zwei Katzen."]
+# Reading a split: line counts, empty files and empty lines.
 
 
 def test_line_count_mismatch_names_both_files_and_counts(tmp_path):
     src, tgt = _pair(tmp_path, b"a\nb\nc\n", b"x\ny\n")
     with pytest.raises(DataError) as error:
-        read_parallel(src, tgt)
+        read_parallel(src, tgt, skip_empty=True)
     assert f"{src} has 3 lines but {tgt} has 2" in str(error.value)
     assert "line-aligned" in str(error.value)
-
-
-@pytest.mark.parametrize("name", ["bad.de", "bad.de.gz"])
-def test_invalid_utf8_names_the_file_and_line(tmp_path, name):
-    path = _write(tmp_path / name, "Ein Hund.\nGro\u00df".encode() + b"\xff\xfe\n")
-    with pytest.raises(DataError) as error:
-        read_lines(path)
-    assert f"{path} line 2 is not valid UTF-8" in str(error.value)
 
 
 def test_latin1_file_is_refused_at_the_first_bad_line(tmp_path):
@@ -171,61 +135,65 @@ def test_latin1_file_is_refused_at_the_first_bad_line(tmp_path):
 def test_invalid_utf8_in_the_target_file_is_refused(tmp_path):
     src, tgt = _pair(tmp_path, b"a\nb\n", b"x\n\xc3(\n")
     with pytest.raises(DataError, match=f"{tgt} line 2"):
-        read_parallel(src, tgt)
-
-
-def test_a_corrupt_gzip_file_is_refused_by_name(tmp_path):
-    path = tmp_path / "broken.de.gz"
-    path.write_bytes(b"this is not gzip data")
-    with pytest.raises(DataError, match=f"cannot read {path}"):
-        read_lines(path)
-    truncated = tmp_path / "cut.de.gz"
-    truncated.write_bytes(gzip.compress(b"Ein Hund.\n" * 100)[:-8])
-    with pytest.raises(DataError, match=f"cannot read {truncated}"):
-        read_lines(truncated)
+        read_parallel(src, tgt, skip_empty=True)
 
 
 def test_an_empty_source_file_is_refused_by_name(tmp_path):
     src, tgt = _pair(tmp_path, b"", b"x\n")
     with pytest.raises(DataError) as error:
-        read_parallel(src, tgt)
+        read_parallel(src, tgt, skip_empty=True)
     assert f"{src} is empty" in str(error.value)
 
 
 def test_an_empty_target_file_is_refused_by_name(tmp_path):
     src, tgt = _pair(tmp_path, b"a\n", b"")
     with pytest.raises(DataError) as error:
-        read_parallel(src, tgt)
+        read_parallel(src, tgt, skip_empty=True)
     assert f"{tgt} has 0" in str(error.value)
 
 
-def test_pairs_with_an_empty_side_are_skipped_with_a_warning(tmp_path, caplog):
-    src, tgt = _pair(
-        tmp_path,
-        b"Ein Hund.\n\nZwei Katzen.\nDrei.\n  \t\nVier.\n",
-        b"A dog.\nLost.\nTwo cats.\n \nAlso lost.\nFour.\n",
-    )
-    with caplog.at_level(logging.WARNING, logger="seq2seq.data.corpus"):
-        text = read_parallel(src, tgt)
-    assert text.src == ["Ein Hund.", "Zwei Katzen.", "Vier."]
-    assert text.tgt == ["A dog.", "Two cats.", "Four."]
-    (record,) = caplog.records
-    assert record.levelno == logging.WARNING
-    message = record.getMessage()
-    assert "skipped 3 sentence pairs" in message
-    assert str(src) in message and str(tgt) in message
-    assert "first at line 2" in message
+def test_pairs_with_an_empty_side_are_skipped_for_training_and_kept_otherwise(tmp_path, caplog):
+    src_lines = ["Ein Hund.", "", "Zwei Katzen.", "Drei.", "  \t", "Vier."]
+    tgt_lines = ["A dog.", "Lost.", "Two cats.", " ", "Also lost.", "Four."]
+    src, tgt = _pair(tmp_path, "\n".join(src_lines).encode(), "\n".join(tgt_lines).encode())
+    with caplog.at_level(logging.INFO, logger="seq2seq.data.corpus"):
+        skipped = read_parallel(src, tgt, skip_empty=True)
+        kept = read_parallel(src, tgt, skip_empty=False)
+    assert skipped.src == ["Ein Hund.", "Zwei Katzen.", "Vier."]
+    assert skipped.tgt == ["A dog.", "Two cats.", "Four."]
+    assert (kept.src, kept.tgt) == (src_lines, tgt_lines)
+    warning, info = caplog.records
+    assert (warning.levelno, info.levelno) == (logging.WARNING, logging.INFO)
+    assert "skipped 3 sentence pairs" in warning.getMessage()
+    assert "3 sentence pairs" in info.getMessage() and "all are kept" in info.getMessage()
+    for record in (warning, info):
+        assert str(src) in record.getMessage() and str(tgt) in record.getMessage()
+        assert "first at line 2" in record.getMessage()
 
 
 def test_no_warning_when_every_pair_has_text(tmp_path, caplog):
     src, tgt = _pair(tmp_path, b"a\nb\n", b"x\ny\n")
     with caplog.at_level(logging.WARNING, logger="seq2seq.data.corpus"):
-        assert read_parallel(src, tgt).tgt == ["x", "y"]
+        assert read_parallel(src, tgt, skip_empty=True).tgt == ["x", "y"]
     assert caplog.records == []
 
 
 def test_a_split_with_no_pair_with_text_on_both_sides_is_refused(tmp_path):
     src, tgt = _pair(tmp_path, b"a\n\n \n", b"\nb\n\n")
     with pytest.raises(DataError) as error:
-        read_parallel(src, tgt)
+        read_parallel(src, tgt, skip_empty=True)
     assert f"{src} / {tgt} hold no pair with text on both sides" in str(error.value)
+
+
+def test_only_the_training_split_skips_pairs_with_an_empty_side(tmp_path, private_cache):
+    for prefix in ("train", "test_2016_flickr", "val"):
+        _pair(tmp_path, b"Ein Hund.\n\nZwei.\n", b"A dog.\nLost.\n\n", prefix=prefix)
+    config = DataConfig(corpus="files", dir=str(tmp_path))
+    train = dataset.load_split(config, "train")
+    assert train.src_text == ["Ein Hund."]
+    for name in ("test", "val"):
+        split = dataset.load_split(config, name)
+        assert split.src_text == ["Ein Hund.", "", "Zwei."]
+        assert split.tgt_text == ["A dog.", "Lost.", ""]
+        assert split.src_tokens == [["ein", "hund", "."], [], ["zwei", "."]]
+        assert split.tgt_tokens == [["a", "dog", "."], ["lost", "."], []]

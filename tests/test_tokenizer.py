@@ -8,6 +8,7 @@ import pytest
 
 from seq2seq.config import DataConfig
 from seq2seq.data.dataset import Split, encode_source, encode_target, numericalize
+from seq2seq.data.lines import read_lines
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import Vocab
 
@@ -55,6 +56,13 @@ def test_tokenize_many_matches_one_at_a_time(en):
     texts = ["A dog runs.", "", "Two cats, one mouse!", "A dog runs."]
     assert en.tokenize_many(texts, batch_size=2) == [en(text) for text in texts]
     assert en.tokenize_many(texts)[1] == []
+
+
+def test_text_without_words_has_no_tokens(en):
+    # spaCy alone gives a whitespace token; an empty token list is what marks an empty line.
+    blank = [" ", "\t", " \t \r", "\u3000", "\x07", "\x0b\x0c"]
+    assert en.tokenize_many(blank) == [[] for _ in blank]
+    assert en("a  b") == ["a", " ", "b"]  # inside a sentence they stay, as in the tutorial
 
 
 def test_a_language_without_rules_still_splits_words_and_punctuation():
@@ -185,3 +193,63 @@ def test_numericalize_pairs_and_limits():
         ([SOS, D, C, EOS], [SOS, C, A, EOS]),
     ]
     assert len(numericalize(split, VOCAB, VOCAB, DataConfig())) == 3
+
+
+# Detokenizing each Multi30k language: undo only the splits that language's tokenizer makes.
+
+
+@pytest.mark.parametrize(
+    "lang, text",
+    [
+        ("de", "Vier Personen - drei Männer und eine Frau - stehen am Strand."),
+        ("de", "Ein Händler verkauft Obst- und Gemüsesorten."),
+        ("de", "Sie essen von Papiertellern und -tassen."),
+        ("fr", "Qu'est-ce qu'il y a de plus gay que le thé ?"),
+        ("fr", "Une femme jette un coup d’œil dans un télescope."),
+        ("fr", "Un homme en t-shirt rouge dit : « Passons-nous ? »"),
+        ("cs", "Dítě na běžkách má na sobě číslo 93."),
+        ("cs", "Hráč s číslem 55 brání hráče s číslem 10."),
+        ("cs", "Pes v černo-bílé bundě."),
+        ("en", "A man can't find his 4-year-old son's t-shirt."),
+    ],
+)
+def test_detokenize_undoes_tokenize_in_each_multi30k_language(lang, text):
+    tokenizer = Tokenizer(lang, lowercase=False)
+    assert tokenizer.detokenize(tokenizer(text)) == text
+
+
+def test_a_lowercased_hyphen_split_is_rejoined_only_where_the_language_splits_it():
+    assert Tokenizer("en").detokenize(["a", "t", "-", "shirt", "."]) == "a t-shirt."
+    assert Tokenizer("cs").detokenize(["e", "-", "mail"]) == "e-mail"
+    # German and French keep these words whole, so the tokens must have been spaced.
+    assert Tokenizer("de").detokenize(["mann", "-", "frau"]) == "mann - frau"
+    assert Tokenizer("fr").detokenize(["e", "-", "mail"]) == "e - mail"
+    # A quote is not an elision: nothing is glued to the word after it.
+    assert Tokenizer("en").detokenize(["'", "hi", "'", "he", "said"]) == "'hi' he said"
+
+
+# The lines that cannot come back: a space before the final stop, a lone quote or "..." that
+# Moses rules attach, and a spaced Czech dash that gives the tokens of a hyphenated word.
+UNRECOVERABLE_TEST2016 = {
+    "en": ["A man trimming a palm tree inside a patio-type cafe'."],
+    "de": [
+        'Eine Frau hält einen großen Scheck für "Kids\' Food Basket".',
+        "Ein Baby sitzt mit Lätzchen in einem Hochstuhl und isst einen Keks .",
+    ],
+    "fr": [],
+    "cs": [
+        "Několik lidí hraje hudbu, zatímco šťastný dav sedí a poslouchá .",
+        "Lidé hrající kulečník - jeden muž má na sobě modrou košili a ty ostatní jsou ženy, "
+        "ale jejich hlavy nejsou v záběru.",
+    ],
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "cs"])
+def test_test2016_references_come_back_unchanged_but_the_known_few(multi30k_dir, lang):
+    tokenizer = Tokenizer(lang, lowercase=False)
+    lines = [
+        " ".join(line.split()) for line in read_lines(multi30k_dir / f"test_2016_flickr.{lang}.gz")
+    ]
+    back = [tokenizer.detokenize(tokens) for tokens in tokenizer.tokenize_many(lines)]
+    assert [a for a, b in zip(lines, back, strict=True) if a != b] == UNRECOVERABLE_TEST2016[lang]

@@ -216,13 +216,15 @@ def _evaluate(args) -> int:
     print(
         f"loss (free running, tutorial's) {result['free_loss']:.3f}  ppl {result['free_ppl']:.2f}"
     )
-    print(f"BLEU (detokenized, lowercased)  {result['bleu']:.2f}  {result['bleu_signature']}")
+    bleu = f"BLEU (detokenized, {'lowercased' if ckpt.config.data.lowercase else 'cased'})"
+    print(f"{bleu:<32}{result['bleu']:.2f}  {result['bleu_signature']}")
     print(f"chrF                            {result['chrf']:.2f}  {result['chrf_signature']}")
     print(f"BLEU (lowercased spaCy tokens)  {result['bleu_tokenized']:.2f}  (the tutorial's)")
     return 0
 
 
 def _translate(args) -> int:
+    from seq2seq.data.lines import read_lines, read_stdin
     from seq2seq.translate import Translator
 
     settings, device = _settings(args), _device(args)
@@ -231,13 +233,13 @@ def _translate(args) -> int:
     if args.sentences:
         lines = args.sentences
     elif args.input:
-        lines = _read_input(Path(args.input))
+        lines = read_lines(Path(args.input))
     elif getattr(sys.stdin, "isatty", lambda: False)():
         raise Seq2SeqError(
             "nothing to translate: give sentences, --input FILE, or pipe text to standard input"
         )
     else:
-        lines = _decode_stdin()
+        lines = read_stdin()
     ckpt = _load(args, device)
     translator = Translator(ckpt, device, settings)
     if settings.n_best == 1:
@@ -253,10 +255,11 @@ def _translate(args) -> int:
 
 
 def _score(args) -> int:
+    from seq2seq.data.lines import read_lines
     from seq2seq.translate import Translator
 
     settings, device = _settings(args), _device(args)
-    sources, targets = _read_input(Path(args.source)), _read_input(Path(args.target))
+    sources, targets = read_lines(Path(args.source)), read_lines(Path(args.target))
     if len(sources) != len(targets):
         raise Seq2SeqError(
             f"--source has {len(sources)} lines but --target has {len(targets)}; "
@@ -308,32 +311,6 @@ def _emit(lines: list[str], output: str | None) -> None:
         _write_lines(Path(output), lines)
     else:
         sys.stdout.write("".join(line + "\n" for line in lines))
-
-
-def _read_input(path: Path) -> list[str]:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise Seq2SeqError(f"cannot read {path}: {error.strerror}") from None
-    return _split_lines(data, str(path))
-
-
-def _decode_stdin() -> list[str]:
-    return _split_lines(sys.stdin.buffer.read(), "standard input")
-
-
-def _split_lines(data: bytes, source: str) -> list[str]:
-    try:
-        text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise Seq2SeqError(
-            f"{source} line {line} is not valid UTF-8; convert it to UTF-8"
-        ) from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:

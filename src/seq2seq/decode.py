@@ -38,10 +38,12 @@ def decode_examples(
     device: torch.device,
     settings: DecodeSettings = DecodeSettings(),
 ) -> list[list[Scored]]:
-    """The n-best hypotheses for each example, in the examples' order."""
+    """The n-best hypotheses for each example, in the examples' order. A source without tokens
+    (`<sos> <eos>`) gives n_best empty hypotheses of log-probability 0, without the model."""
     model.eval()
-    out: list[list[Scored]] = [[] for _ in examples]
-    for batch in length_batches(examples, settings.batch_size, pad):
+    out = [[Scored([], 0.0, 0.0) for _ in range(settings.n_best)] for _ in examples]
+    todo = [i for i, example in enumerate(examples) if len(example.src) > 2]
+    for batch in length_batches([examples[i] for i in todo], settings.batch_size, pad):
         limits = max_lengths(
             batch.src_lengths - 2, settings.max_length_a, settings.max_length_b, settings.max_length
         )
@@ -68,7 +70,7 @@ def decode_examples(
                 n_best=settings.n_best,
             )
         for index, hypotheses in zip(batch.indices, nbest, strict=True):
-            out[index] = hypotheses
+            out[todo[index]] = hypotheses
     return out
 
 

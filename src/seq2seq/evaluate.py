@@ -1,9 +1,10 @@
 """Perplexity, BLEU and chrF.
 
 Three BLEU-related figures are reported, each labelled:
-- `bleu`: sacreBLEU on detokenized output against the raw references, lowercased (the model
-  writes lowercase), with its signature; the figure to compare with other papers.
-- `chrf`: sacreBLEU chrF on the same text.
+- `bleu`: sacreBLEU on detokenized output against the raw references, with its signature; the
+  figure to compare with other papers. Lowercased when the model writes lowercase
+  (`data.lowercase`, signature `case:lc`), case-sensitive otherwise (`case:mixed`).
+- `chrf`: sacreBLEU chrF on the same text, cased alike.
 - `bleu_tokenized`: BLEU on lowercased spaCy tokens, as the pytorch-seq2seq tutorial computes
   it (the output tokens joined by spaces, re-tokenized by spaCy, against the tokenized
   references), so its published figure can be compared like for like.
@@ -32,8 +33,9 @@ def corpus_loss(
     teacher_forcing_ratio: float = 1.0,
     batch_size: int = 128,
 ) -> float:
-    """Mean cross-entropy per target token. A ratio of 0 feeds the decoder its own predictions
-    for exactly the reference's length (the tutorial's "test loss")."""
+    """Mean cross-entropy per target token, <eos> included (an empty target scores only its
+    <eos>). A ratio of 0 feeds the decoder its own predictions for exactly the reference's
+    length (the tutorial's "test loss")."""
     model.eval()
     total, tokens = 0.0, 0
     for batch in length_batches(examples, batch_size, pad):
@@ -53,9 +55,11 @@ def perplexity(loss: float) -> float:
     return math.exp(min(loss, 100.0))
 
 
-def sacrebleu_scores(detokenized: list[str], references: list[str]) -> dict[str, float | str]:
-    bleu = BLEU(lowercase=True)
-    chrf = CHRF(lowercase=True)
+def sacrebleu_scores(
+    detokenized: list[str], references: list[str], *, lowercase: bool
+) -> dict[str, float | str]:
+    bleu = BLEU(lowercase=lowercase)
+    chrf = CHRF(lowercase=lowercase)
     return {
         "bleu": bleu.corpus_score(detokenized, [references]).score,
         "bleu_signature": str(bleu.get_signature()),
@@ -84,7 +88,8 @@ def evaluate_examples(
     settings: DecodeSettings = DecodeSettings(),
 ) -> dict:
     """Every figure for aligned examples and raw references: teacher-forced and free-running
-    loss and perplexity, BLEU (both), chrF, and the detokenized translations."""
+    loss and perplexity, BLEU (both), chrF, and the detokenized translations. sacreBLEU's
+    figures are lowercased when the tokenizer lowercases, case-sensitive otherwise."""
     loss, free_loss = (
         corpus_loss(
             model,
@@ -112,7 +117,7 @@ def evaluate_examples(
         "ppl": perplexity(loss),
         "free_loss": free_loss,
         "free_ppl": perplexity(free_loss),
-        **sacrebleu_scores(detokenized, references),
+        **sacrebleu_scores(detokenized, references, lowercase=tokenizer.lowercase),
         "bleu_tokenized": tokenized_bleu(hypotheses, references, tokenizer.lang),
         "translations": detokenized,
     }

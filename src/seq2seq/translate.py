@@ -28,7 +28,7 @@ class Translator:
 
     def nbest(self, lines: list[str]) -> list[list[tuple[str, Scored]]]:
         """n_best (translation, hypothesis) pairs per line, best first. A line without text
-        gives empty translations with log-probability 0."""
+        has no tokens, so it gives empty translations with log-probability 0."""
         ckpt, vocab = self.ckpt, self.ckpt.tgt_vocab
         lines = _strip(lines)
         tokens = self.src_tokenizer.tokenize_many(lines)
@@ -40,23 +40,17 @@ class Translator:
                 too_long,
                 limit,
             )
-        keep = [i for i, line in enumerate(lines) if line.strip()]
-        examples = [self._example(tokens[i], []) for i in keep]
-        empty = [("", Scored([], 0.0, 0.0))] * self.settings.n_best
-        out: list[list[tuple[str, Scored]]] = [empty for _ in lines]
-        if examples:
-            found = decode_examples(
-                ckpt.model,
-                examples,
-                sos=vocab.sos,
-                eos=vocab.eos,
-                pad=vocab.pad,
-                device=self.device,
-                settings=self.settings,
-            )
-            for i, hypotheses in zip(keep, found, strict=True):
-                out[i] = [(self._detokenize(h.tokens), h) for h in hypotheses]
-        return out
+        examples = [self._example(t, []) for t in tokens]
+        found = decode_examples(
+            ckpt.model,
+            examples,
+            sos=vocab.sos,
+            eos=vocab.eos,
+            pad=vocab.pad,
+            device=self.device,
+            settings=self.settings,
+        )
+        return [[(self._detokenize(h.tokens), h) for h in hypotheses] for hypotheses in found]
 
     def translate(self, lines: list[str]) -> list[str]:
         """Exactly one output line per input line; an empty line gives an empty line."""

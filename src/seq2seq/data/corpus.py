@@ -8,14 +8,13 @@ shipped in `multi30k.sha256`.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
-import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from seq2seq.data.lines import read_lines
 from seq2seq.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -113,32 +112,10 @@ def download_multi30k(filename: str) -> Path:
     return Path(path)
 
 
-def read_lines(path: Path) -> list[str]:
-    """Lines of a UTF-8 text file (optionally gzip), without line ends, NFC-normalised."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            data = handle.read()
-    except (OSError, EOFError) as error:
-        raise DataError(f"cannot read {path}: {error}") from None
-    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")  # a BOM, as Windows editors write
-    if lines and lines[-1] == b"":
-        lines.pop()
-    out = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise DataError(
-                f"{path} line {number} is not valid UTF-8 (byte {error.start}); "
-                f"convert the file to UTF-8, e.g. with iconv"
-            ) from None
-        out.append(unicodedata.normalize("NFC", text.rstrip("\r")))
-    return out
-
-
-def read_parallel(src_path: Path, tgt_path: Path) -> ParallelText:
-    """Read two aligned files; pairs with an empty side are skipped and the skip is logged."""
+def read_parallel(src_path: Path, tgt_path: Path, *, skip_empty: bool) -> ParallelText:
+    """Read two aligned files. Pairs with an empty side are skipped (and the skip logged) with
+    `skip_empty`, for training; otherwise every line is kept, so an evaluation counts every
+    reference, and an empty source translates to an empty line."""
     src, tgt = read_lines(src_path), read_lines(tgt_path)
     if not src:
         raise DataError(f"{src_path} is empty; a corpus file needs one sentence per line")
@@ -151,7 +128,7 @@ def read_parallel(src_path: Path, tgt_path: Path) -> ParallelText:
     empty = [i for i, (s, t) in pairs if not (s.strip() and t.strip())]
     if len(empty) == len(src):
         raise DataError(f"{src_path} / {tgt_path} hold no pair with text on both sides")
-    if empty:
+    if empty and skip_empty:
         log.warning(
             "skipped %d sentence pairs with an empty side in %s / %s (first at line %d)",
             len(empty),
@@ -162,4 +139,12 @@ def read_parallel(src_path: Path, tgt_path: Path) -> ParallelText:
         skip = set(empty)
         src = [line for i, line in enumerate(src) if i not in skip]
         tgt = [line for i, line in enumerate(tgt) if i not in skip]
+    elif empty:
+        log.info(
+            "%d sentence pairs in %s / %s have an empty side (first at line %d); all are kept",
+            len(empty),
+            src_path,
+            tgt_path,
+            empty[0] + 1,
+        )
     return ParallelText(src, tgt, src_path, tgt_path)

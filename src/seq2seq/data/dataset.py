@@ -61,12 +61,14 @@ def split_prefix(config: DataConfig, name: str) -> str:
 
 
 def load_split(config: DataConfig, name: str, data_dir: str | None = None) -> Split:
+    """The split `name`. The training split drops pairs with an empty side; every other split
+    keeps all its lines, so that BLEU is computed on the whole, official reference set."""
     prefix = split_prefix(config, name)
     langs = (config.src_lang, config.tgt_lang)
     src_path, tgt_path = locate_split(
         prefix, langs, data_dirs(data_dir or config.dir), config.corpus
     )
-    text = read_parallel(src_path, tgt_path)
+    text = read_parallel(src_path, tgt_path, skip_empty=name == "train")
     src_tokens = _tokenize_cached(
         text.src, src_path, Tokenizer(config.src_lang, lowercase=config.lowercase)
     )
