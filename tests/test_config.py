@@ -11,7 +11,7 @@ from seq2seq.config import (
     Config,
     ConfigError,
     DataConfig,
-    ModelConfig,
+    RecurrentConfig,
     config_from_dict,
     config_to_dict,
     load_config,
@@ -175,7 +175,7 @@ def test_an_unknown_nested_key_is_refused_with_the_valid_keys():
     message = str(error.value)
     assert "unknown key model.hiden_size" in message
     valid = message.split("valid keys: ")[1]
-    for field in dataclasses.fields(ModelConfig):
+    for field in dataclasses.fields(RecurrentConfig):
         assert field.name in valid
 
 
@@ -283,3 +283,32 @@ def test_a_yaml_list_is_refused(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert f"config file {path} must hold a mapping" in str(error.value)
+
+
+def test_each_model_type_has_its_own_keys_and_refuses_the_others():
+    config = load_config(None, ["model.type=transformer", "model.d_model=64", "model.heads=4"])
+    assert (config.model.type, config.model.d_model, config.model.heads) == ("transformer", 64, 4)
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["model.type=attention", "model.heads=4", "model.hiden=3"])
+    message = str(error.value)
+    assert (
+        "unknown key model.heads for model.type=attention; it belongs to model.type=transformer"
+        in message
+    )
+    assert "unknown key model.hiden for model.type=attention (valid keys: type, cell," in message
+    with pytest.raises(
+        ConfigError, match=r"model.type='gpt' is not one of lstm, attention, transformer"
+    ):
+        load_config(None, ["model.type=gpt"])
+
+
+def test_model_shapes_that_cannot_be_built_are_refused():
+    with pytest.raises(ConfigError) as error:
+        load_config(
+            None,
+            ["model.type=transformer", "model.d_model=30", "model.heads=4", "model.dropout=1.5"],
+        )
+    assert "model.d_model=30 must be a multiple of model.heads=4" in str(error.value)
+    assert "model.dropout=1.5 must be in [0, 1)" in str(error.value)
+    with pytest.raises(ConfigError, match="model.hidden_size=15 must be even"):
+        load_config(None, ["model.type=attention", "model.hidden_size=15"])

@@ -22,11 +22,18 @@ from seq2seq.search import beam_search, greedy_search
 # Small models, trained for a moment (`make`) so that their choices depend on the source.
 TINY = {
     "lstm": {"embedding_size": 12, "hidden_size": 16, "num_layers": 2, "dropout": 0.2},
-}
-# Settings under which a model learns the digit-reversal task in a few hundred steps.
+    "attention": {"embedding_size": 12, "hidden_size": 16, "num_layers": 2, "dropout": 0.2},
+    "transformer": {"d_model": 16, "heads": 2, "encoder_layers": 2, "decoder_layers": 2,
+                    "ff_size": 32, "dropout": 0.2, "attention_dropout": 0.1},
+}  # fmt: skip
+# Settings and Adam's learning rate under which a model learns the digit-reversal task.
 TOY = {
-    "lstm": {"embedding_size": 32, "hidden_size": 128, "num_layers": 1, "dropout": 0.0},
-}
+    "lstm": ({"embedding_size": 32, "hidden_size": 128, "num_layers": 1, "dropout": 0.0}, 1e-2),
+    "attention": ({"embedding_size": 32, "hidden_size": 64, "num_layers": 1, "dropout": 0.0},
+                  1e-2),
+    "transformer": ({"d_model": 64, "heads": 4, "encoder_layers": 2, "decoder_layers": 2,
+                     "ff_size": 128, "dropout": 0.0, "pre_norm": True}, 3e-3),
+}  # fmt: skip
 TYPES = sorted(REGISTRY)
 WORDS = [f"w{i}" for i in range(15)]
 SRC_VOCAB = Vocab([*SPECIALS, *WORDS])
@@ -208,11 +215,12 @@ def digit_strings(rng: random.Random, n: int, exclude: frozenset = frozenset()) 
 def test_a_tiny_model_learns_to_reverse_digit_strings(kind):
     """Model, batching, teacher-forced training and greedy search work together: held-out
     strings come back reversed, stopping included."""
-    model = build(kind, settings=TOY[kind], vocabs=(DIGITS, DIGITS))
+    settings, lr = TOY[kind]
+    model = build(kind, settings=settings, vocabs=(DIGITS, DIGITS))
     rng = random.Random(0)
     held_out = frozenset(digit_strings(rng, 200))
     steps = 600
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     # Decaying to 0 settles the last steps, so the result does not hinge on where they stop.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
     model.train()

@@ -61,8 +61,7 @@ def save(
     umask = os.umask(0)
     os.umask(umask)
     try:
-        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(weights, tmp / "model.safetensors")
+        save_file(model_weights(model), tmp / "model.safetensors")
         (tmp / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
         vocab = {"src": vocabs[0].itos, "tgt": vocabs[1].itos}
         (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
@@ -157,7 +156,7 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
     model = build_model(config.model, **model_sizes(src_vocab, tgt_vocab))
     weights = _read_tensors(path / "model.safetensors")
     try:
-        model.load_state_dict(weights)
+        load_weights(model, weights)
     except RuntimeError as error:
         # PyTorch's first line only says "Error(s) in loading state_dict"; the next names it.
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -166,6 +165,39 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
         ) from None
     model.to(device).eval()  # loaded to decode; the trainer sets train mode itself
     return Checkpoint(model, config, src_vocab, tgt_vocab, meta, path)
+
+
+def _aliases(model: torch.nn.Module) -> dict[str, str]:
+    """Names of tied weights (a Transformer's output layer is its embedding) -> the first name
+    of the same tensor, which alone is stored: safetensors refuses shared tensors."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for name, tensor in model.state_dict().items():
+        key = tensor.data_ptr()
+        if key in first:
+            aliases[name] = first[key]
+        else:
+            first[key] = name
+    return aliases
+
+
+def model_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights as stored: contiguous CPU tensors, each tied tensor once."""
+    aliases = _aliases(model)
+    return {
+        name: tensor.detach().contiguous().cpu()
+        for name, tensor in model.state_dict().items()
+        if name not in aliases
+    }
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Load weights stored by `model_weights`, strictly: every weight there and no other."""
+    weights = dict(weights)
+    for alias, name in _aliases(model).items():
+        if name in weights:
+            weights.setdefault(alias, weights[name])
+    model.load_state_dict(weights)
 
 
 def load_training_state(path: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

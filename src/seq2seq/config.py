@@ -62,10 +62,56 @@ class RecurrentConfig:
     cpu_fast_path: bool = True
 
 
+@dataclass(frozen=True)
+class AttentionConfig:
+    """`model.type: attention`, an RNN encoder-decoder with attention (models/attention.py):
+    Bahdanau et al. (2015) by default, Luong et al. (2015) with `style: luong`."""
+
+    type: Literal["attention"] = "attention"
+    cell: Literal["lstm", "gru"] = "lstm"
+    embedding_size: int = 256
+    # The decoder's state; the bidirectional encoder has hidden_size / 2 per direction, so its
+    # outputs have hidden_size features too.
+    hidden_size: int = 512
+    num_layers: int = 1
+    dropout: float = 0.3
+    # bahdanau: attend with the previous decoder state, and feed the context to the RNN and the
+    # output layer; luong: attend with the new decoder state, then an attentional layer.
+    style: Literal["bahdanau", "luong"] = "bahdanau"
+    # additive (Bahdanau's MLP), general (Luong's bilinear) or dot.
+    score: Literal["additive", "general", "dot"] = "additive"
+    # Luong's input feeding: the previous attentional vector is part of the next RNN input.
+    input_feeding: bool = True
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """`model.type: transformer`, Vaswani et al. (2017) (models/transformer.py)."""
+
+    type: Literal["transformer"] = "transformer"
+    d_model: int = 256
+    heads: int = 8
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    ff_size: int = 1024
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    # Layer norm before each sublayer (and after the stacks) instead of after each sublayer.
+    pre_norm: bool = False
+    # The decoder's input embedding is its output layer's weight (Press and Wolf, 2017).
+    tie_embeddings: bool = True
+    # With a joint source/target vocabulary, the encoder shares the decoder's embedding.
+    share_embeddings: bool = True
+
+
 # Every architecture's settings, by `model.type`. A section's `type` picks its class; a key that
 # belongs to another type is refused, naming the type it belongs to.
-MODEL_CONFIGS: dict[str, type] = {"lstm": RecurrentConfig}
-ModelConfig = RecurrentConfig  # the union of MODEL_CONFIGS' classes; one member today
+MODEL_CONFIGS: dict[str, type] = {
+    "lstm": RecurrentConfig,
+    "attention": AttentionConfig,
+    "transformer": TransformerConfig,
+}
+ModelConfig = RecurrentConfig | AttentionConfig | TransformerConfig
 
 
 @dataclass(frozen=True)
@@ -274,7 +320,13 @@ MODEL_CHECKS = [
     ("hidden_size", lambda v: v >= 1, "positive"),
     ("num_layers", lambda v: v >= 1, "at least 1"),
     ("dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    ("attention_dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     ("init_range", lambda v: v > 0, "positive"),
+    ("d_model", lambda v: v >= 1, "positive"),
+    ("heads", lambda v: v >= 1, "at least 1"),
+    ("encoder_layers", lambda v: v >= 1, "at least 1"),
+    ("decoder_layers", lambda v: v >= 1, "at least 1"),
+    ("ff_size", lambda v: v >= 1, "positive"),
 ]
 
 
@@ -322,6 +374,16 @@ def _check_values(config: Config) -> list[str]:
             for part in key.split("."):
                 value = getattr(value, part)
             problems.append(f"{key}={value!r} must be {requirement}")
+    model = config.model
+    if model.type == "attention" and model.hidden_size % 2:
+        problems.append(
+            f"model.hidden_size={model.hidden_size} must be even: the bidirectional encoder "
+            f"gives each direction half"
+        )
+    if model.type == "transformer" and model.d_model % model.heads:
+        problems.append(
+            f"model.d_model={model.d_model} must be a multiple of model.heads={model.heads}"
+        )
     if config.data.src_lang == config.data.tgt_lang:
         problems.append(f"data.src_lang and data.tgt_lang are both {config.data.src_lang!r}")
     return problems

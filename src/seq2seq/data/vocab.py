@@ -56,11 +56,13 @@ class Vocab:
         return out
 
 
-def model_sizes(src_vocab: Vocab, tgt_vocab: Vocab) -> dict[str, int]:
-    """What a model needs to know of its vocabularies: `build_model(config, **model_sizes(...))`."""
+def model_sizes(src_vocab: Vocab, tgt_vocab: Vocab) -> dict[str, int | bool]:
+    """What a model needs to know of its vocabularies: `build_model(config, **model_sizes(...))`.
+    `joint_vocab`: source and target share one vocabulary, so they may share embeddings."""
     return {
         "src_vocab_size": len(src_vocab),
         "tgt_vocab_size": len(tgt_vocab),
         "src_pad": src_vocab.pad,
         "tgt_pad": tgt_vocab.pad,
+        "joint_vocab": src_vocab == tgt_vocab,
     }

@@ -137,6 +137,7 @@ class Seq2Seq(nn.Module):
         tgt_vocab_size: int,
         src_pad: int,
         tgt_pad: int,
+        joint_vocab: bool = False,  # the paper's model keeps separate embeddings regardless
     ):
         super().__init__()
         self.config = config
