@@ -114,6 +114,24 @@ def _old(path: Path) -> Path:
     return path.with_name(f".{path.name}.old")
 
 
+def remove(path: Path) -> None:
+    """Delete a checkpoint directory; hidden first, so a stop part way through never leaves a
+    half-deleted checkpoint where a command would find it."""
+    hidden = Path(tempfile.mkdtemp(prefix=f".{path.name}.removing.", dir=path.parent))
+    path.rename(hidden / path.name)
+    shutil.rmtree(hidden)
+
+
+def epoch_checkpoints(run_dir: Path) -> list[Path]:
+    """A run's epoch-K/ checkpoints (train.keep_checkpoints), oldest first."""
+    found = [
+        path
+        for path in Path(run_dir).glob("epoch-*")
+        if path.name.removeprefix("epoch-").isdigit() and path.is_dir()
+    ]
+    return sorted(found, key=lambda path: int(path.name.removeprefix("epoch-")))
+
+
 def resolve(path: str | Path) -> Path:
     """A checkpoint directory, or a run directory (meaning its best checkpoint); if a save was
     interrupted mid-swap, the whole previous checkpoint it left."""

@@ -1,4 +1,5 @@
-"""Command line: `seq2seq train | evaluate | translate | score | plot | sentence-map | compare`.
+"""Command line: `seq2seq train | average | evaluate | translate | score | plot | sentence-map |
+compare`.
 Parses and dispatches, nothing else."""
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     train = commands.add_parser("train", help="train a model from a YAML config")
     train.add_argument("config", help="YAML config, e.g. configs/tutorial.yaml")
     train.add_argument("overrides", nargs="*", help="key=value, e.g. train.epochs=2 name=trial")
+
+    average = commands.add_parser("average", help="average checkpoints' weights into one")
+    average.add_argument(
+        "runs", nargs="+", metavar="RUN", help="a run directory with --last N, or checkpoints"
+    )
+    average.add_argument(
+        "--last", type=int, metavar="N", help="the run's last N epoch-K/ checkpoints"
+    )
+    average.add_argument(
+        "--output", required=True, metavar="DIR", help="the checkpoint directory to write"
+    )
 
     evaluate = commands.add_parser("evaluate", help="loss, perplexity, BLEU and chrF on a split")
     evaluate.add_argument("run", help="run directory (uses best/) or a checkpoint directory")
@@ -100,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {
             "train": _train,
+            "average": _average,
             "evaluate": _evaluate,
             "translate": _translate,
             "score": _score,
@@ -194,6 +207,19 @@ def _train(args) -> int:
 
     run_dir = train(load_config(args.config, args.overrides))
     print(f"trained: {run_dir}/best (evaluate with: seq2seq evaluate {run_dir} --split test)")
+    return 0
+
+
+def _average(args) -> int:
+    from seq2seq.average import average_checkpoints, last_epochs
+
+    paths = args.runs
+    if args.last is not None:
+        if len(paths) != 1:
+            raise Seq2SeqError("--last N takes one run directory; without it, give checkpoints")
+        paths = last_epochs(paths[0], args.last)
+    members = average_checkpoints(paths, args.output)
+    print(f"averaged {len(members)} checkpoints into {args.output}: {', '.join(map(str, members))}")
     return 0
 
 

@@ -122,18 +122,35 @@ class TrainConfig:
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = 0.001
     # "halving": after `halve_after_epochs`, halve the rate every `halve_every_epochs` (the paper).
-    lr_schedule: Literal["constant", "halving"] = "constant"
+    # "inverse_sqrt": rise linearly to `lr` over `warmup_steps` updates, then fall as
+    # 1/sqrt(step) (the Transformer's, Vaswani et al. 2017 section 5.3, with `lr` as the peak).
+    lr_schedule: Literal["constant", "halving", "inverse_sqrt"] = "constant"
     halve_after_epochs: float = 5.0
     halve_every_epochs: float = 0.5
+    warmup_steps: int = 4000
+    # Adam's (beta1, beta2); the Transformer used (0.9, 0.98).
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    # Decoupled weight decay on every parameter: AdamW (Loshchilov and Hutter 2019) with adam,
+    # plain L2 weight decay with sgd. 0 keeps plain Adam.
+    weight_decay: float = 0.0
+    # The training loss only (Szegedy et al. 2016 section 7): validation loss and perplexity
+    # stay plain cross-entropy, comparable across runs.
+    label_smoothing: float = 0.0
     clip_norm: float = 1.0
     teacher_forcing_ratio: float = 0.5
     # Which validation figure picks the best checkpoint: teacher-forced loss, free-running loss
     # (the decoder reads its own predictions, as the tutorial's "valid loss") or greedy BLEU.
     best_metric: Literal["val_loss", "val_free_loss", "val_bleu"] = "val_loss"
+    # Stop once `best_metric` has not improved for this many epochs; None trains every epoch.
+    patience: int | None = None
+    # Also keep the last N epochs' checkpoints as epoch-K/ (for `seq2seq average`); 0: none.
+    keep_checkpoints: int = 0
     # "auto": bfloat16 autocast where it pays off (CPUs with AMX, GPUs with bfloat16), else
     # float32; see pick_precision in device.py.
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
-    # Greedy decoding length for validation BLEU: at most max_length_a * source length + b tokens.
+    # Validation BLEU's beam size (1: greedy) and length limit: at most
+    # max_length_a * source length + max_length_b tokens.
+    valid_beam_size: int = 1
     max_length_a: float = 1.5
     max_length_b: int = 10
     # CPU threads for PyTorch; None keeps PyTorch's choice.
@@ -279,6 +296,13 @@ def _coerce(value: Any, kind: Any) -> tuple[bool, Any]:
     origin = typing.get_origin(kind)
     if origin is Literal:
         return value in typing.get_args(kind), value
+    if origin is tuple:  # a YAML list of a fixed length
+        options = typing.get_args(kind)
+        if not isinstance(value, list | tuple) or len(value) != len(options):
+            return False, value
+        items = [_coerce(item, option) for item, option in zip(value, options, strict=True)]
+        ok = all(item_ok for item_ok, _ in items)
+        return ok, tuple(item for _, item in items) if ok else value
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(kind):
             ok, coerced = _coerce(value, option)
@@ -310,6 +334,11 @@ def _describe(kind: Any) -> str:
         return "one of " + ", ".join(map(str, typing.get_args(kind)))
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(option) for option in typing.get_args(kind))
+    if origin is tuple:
+        options = typing.get_args(kind)
+        assert len(set(options)) == 1, f"config type {kind}: only lists of one type are described"
+        plurals = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
+        return f"a list of {len(options)} {plurals[options[0]]}"
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     return "null" if kind is type(None) else names[kind]
 
@@ -356,6 +385,21 @@ def _check_values(config: Config) -> list[str]:
             "in [0, 1]",
         ),
         ("train.halve_every_epochs", config.train.halve_every_epochs > 0, "positive"),
+        ("train.warmup_steps", config.train.warmup_steps >= 1, "at least 1"),
+        (
+            "train.adam_betas",
+            all(0.0 <= b < 1.0 for b in config.train.adam_betas),
+            "numbers in [0, 1)",
+        ),
+        ("train.weight_decay", config.train.weight_decay >= 0, "0 or more"),
+        ("train.label_smoothing", 0.0 <= config.train.label_smoothing < 1.0, "in [0, 1)"),
+        (
+            "train.patience",
+            config.train.patience is None or config.train.patience >= 1,
+            "at least 1 (or null: no early stopping)",
+        ),
+        ("train.keep_checkpoints", config.train.keep_checkpoints >= 0, "0 or more"),
+        ("train.valid_beam_size", config.train.valid_beam_size >= 1, "at least 1"),
         (
             "train.num_threads",
             config.train.num_threads is None or config.train.num_threads >= 1,
@@ -373,7 +417,8 @@ def _check_values(config: Config) -> list[str]:
             value = config
             for part in key.split("."):
                 value = getattr(value, part)
-            problems.append(f"{key}={value!r} must be {requirement}")
+            shown = list(value) if isinstance(value, tuple) else value  # as YAML writes it
+            problems.append(f"{key}={shown!r} must be {requirement}")
     model = config.model
     if model.type == "attention" and model.hidden_size % 2:
         problems.append(

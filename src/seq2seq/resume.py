@@ -20,11 +20,14 @@ from seq2seq.data.vocab import Vocab
 from seq2seq.errors import CheckpointError
 
 # Config keys that may change when a run is resumed. `name` and `output_dir` only say where
-# the run directory is (a moved run resumes); `model.cpu_fast_path` computes the same model.
+# the run directory is (a moved run resumes); `model.cpu_fast_path` computes the same model;
+# `train.patience` and `train.keep_checkpoints` only decide when to stop and what to keep.
 RESUMABLE_CHANGES = {
     "resume",
     "overwrite",
     "train.epochs",
+    "train.patience",
+    "train.keep_checkpoints",
     "device",
     "train.num_threads",
     "name",
@@ -46,6 +49,7 @@ class Progress:
     bad_steps: int = 0
     oom_batches: int = 0
     best: float | None = None  # the best score so far, higher is better (see BestCheckpoint)
+    best_epoch: int = 0  # the epoch that scored it; patience counts the epochs since
     bad_steps_in_row: int = field(default=0, compare=False)  # not saved: a resume starts anew
 
 
@@ -70,6 +74,8 @@ def restore(
     state: dict, batch_rng: random.Random, generator: torch.Generator, source: Path
 ) -> Progress:
     """The progress saved by `capture`, with every random number generator set back."""
+    if "best_epoch" not in state:  # saved before early stopping existed: count from here
+        state = {**state, "best_epoch": state.get("epoch")}
     try:
         progress = Progress(
             **{
@@ -149,10 +155,11 @@ def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 class BestCheckpoint:
     """Picks the best epoch by `train.best_metric`: BLEU is better higher, losses lower, and a
-    non-finite figure never becomes the best."""
+    non-finite figure never becomes the best. With a `patience`, says when to stop early."""
 
-    def __init__(self, metric: str):
+    def __init__(self, metric: str, patience: int | None = None):
         self.metric = metric
+        self.patience = patience
 
     def improves(self, record: dict, progress: Progress) -> bool:
         """Whether this epoch's record beats the best so far; if so, it becomes the best."""
@@ -163,7 +170,14 @@ class BestCheckpoint:
         if not math.isfinite(score) or (progress.best is not None and score <= progress.best):
             return False
         progress.best = score
+        progress.best_epoch = progress.epoch
         return True
+
+    def patience_lost(self, progress: Progress) -> bool:
+        """Whether `patience` whole epochs have passed since the best (or since the start, when
+        no epoch scored a finite figure). It counts epochs, not validations: an epoch validated
+        twice (stopped inside and resumed) counts once."""
+        return self.patience is not None and progress.epoch - progress.best_epoch >= self.patience
 
 
 def _numpy_state() -> list:

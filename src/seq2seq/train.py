@@ -1,8 +1,10 @@
 """The Trainer: one loop that reads top to bottom.
 
-Each epoch: bucketed batches in random order; forward with teacher forcing; cross-entropy that
-ignores padding; backward; gradient-norm clipping; an optimizer step; then validation loss,
-free-running loss and greedy BLEU, the last and (if improved) best checkpoints, and a log line.
+Each epoch: bucketed batches in random order; forward with teacher forcing; cross-entropy
+(label-smoothed if asked) that ignores padding; backward; gradient-norm clipping; an optimizer
+step at the schedule's rate; then validation loss, free-running loss and BLEU (greedy or beam),
+the last, (if improved) best and (if kept) epoch checkpoints, and a log line. Training ends
+after `train.epochs`, or earlier once the best metric stops improving for `train.patience`.
 What survives a stop (progress, random states, the best score) is resume.py's business.
 """
 
@@ -48,26 +50,59 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_factor(config: Config, epoch: float) -> float:
-    """The paper's schedule (section 3.4): after `halve_after_epochs`, halve the rate every
-    `halve_every_epochs`. `epoch` counts epochs done, fractions included (2.5: half of the
-    third)."""
+def lr_factor(config: Config, epoch: float, step: int) -> float:
+    """What `train.lr` is multiplied by for update number `step` (1 for the first), made with
+    `epoch` epochs done, fractions included (2.5: half of the third).
+
+    - `halving`, the paper's (section 3.4): after `halve_after_epochs`, halve the rate every
+      `halve_every_epochs`.
+    - `inverse_sqrt`, the Transformer's (Vaswani et al. 2017, section 5.3) scaled to peak at 1:
+      step / warmup while warming up, then sqrt(warmup / step), as fairseq's inverse_sqrt.
+    """
     train = config.train
+    if train.lr_schedule == "inverse_sqrt":
+        return min(step / train.warmup_steps, math.sqrt(train.warmup_steps / step))
     if train.lr_schedule == "constant" or epoch < train.halve_after_epochs:
         return 1.0
     return 0.5 ** (math.floor((epoch - train.halve_after_epochs) / train.halve_every_epochs) + 1)
 
 
 def make_optimizer(train: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
-    """Adam or SGD, fused into one kernel where PyTorch has one: on CPU (PyTorch 2.4 and
-    later) the fused Adam step takes 8 ms for the tutorial model's 14M parameters, against
-    28 ms one tensor at a time."""
+    """Adam (AdamW when `weight_decay` is set: decay apart from the adaptive step, which would
+    otherwise shrink it for the weights with large gradients) or SGD (whose L2 decay is the
+    same thing), fused into one kernel where PyTorch has one: on CPU (PyTorch 2.4 and later)
+    the fused Adam step takes 8 ms for the tutorial model's 14M parameters, against 28 ms one
+    tensor at a time."""
     params = list(params)
-    optimizer = torch.optim.Adam if train.optimizer == "adam" else torch.optim.SGD
+    settings = {"lr": train.lr, "weight_decay": train.weight_decay}
+    if train.optimizer == "sgd":
+        optimizer = torch.optim.SGD
+    else:
+        optimizer = torch.optim.AdamW if train.weight_decay > 0 else torch.optim.Adam
+        settings["betas"] = train.adam_betas
     try:
-        return optimizer(params, lr=train.lr, fused=device.type in ("cpu", "cuda"))
+        return optimizer(params, **settings, fused=device.type in ("cpu", "cuda"))
     except RuntimeError:  # no fused kernel for this device in this PyTorch
-        return optimizer(params, lr=train.lr)
+        return optimizer(params, **settings)
+
+
+def token_losses(
+    logits: torch.Tensor, gold: torch.Tensor, *, pad: int, label_smoothing: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training objective and the plain cross-entropy, each a mean over the target tokens
+    that are not padding. The objective smooths the labels (Szegedy et al. 2016, section 7):
+    the target puts 1 - label_smoothing on the gold token and spreads label_smoothing evenly
+    over the vocabulary, as F.cross_entropy's `label_smoothing` does. Both come from one
+    log-softmax in float32, whatever the precision: log-softmax over V is sensitive.
+
+    logits: (B, T, V); gold: (B, T)."""
+    log_probs = torch.log_softmax(logits.float().flatten(0, 1), dim=-1)  # (B*T, V)
+    gold = gold.flatten()  # (B*T,)
+    cross_entropy = torch.nn.functional.nll_loss(log_probs, gold, ignore_index=pad)
+    if label_smoothing == 0.0:
+        return cross_entropy, cross_entropy
+    uniform = -log_probs.mean(dim=-1)[gold != pad].mean()  # cross-entropy with the uniform
+    return (1 - label_smoothing) * cross_entropy + label_smoothing * uniform, cross_entropy
 
 
 class Trainer:
@@ -97,7 +132,7 @@ class Trainer:
         self.rng = random.Random(config.seed)  # batch order
         self.generator = torch.Generator().manual_seed(config.seed)  # teacher-forcing draws
         self.progress = resume.Progress(epoch_rng=self.rng.getstate())
-        self.best = resume.BestCheckpoint(config.train.best_metric)
+        self.best = resume.BestCheckpoint(config.train.best_metric, config.train.patience)
         if config.resume:
             self._resume()
 
@@ -153,16 +188,30 @@ class Trainer:
             (self.run_dir / "log.jsonl").unlink(missing_ok=True)
             for name in ("best", "last"):
                 shutil.rmtree(self.run_dir / name, ignore_errors=True)
+            for kept in checkpoint.epoch_checkpoints(self.run_dir):
+                shutil.rmtree(kept)
         (self.run_dir / "config.yaml").write_text(
             yaml.safe_dump(config_to_dict(self.config), sort_keys=False)
         )
 
     def _next_epoch(self) -> list[list[int]] | None:
         """The batches of the epoch to train on next (a new one, or the one a resume left
-        unfinished), or None when `train.epochs` are done."""
+        unfinished), or None when `train.epochs` are done or patience has run out. A stopped
+        run stays stopped on resume: more `train.epochs` do not restart it, a larger
+        `train.patience` (or null) does."""
         progress = self.progress
         if progress.position == 0:
             if progress.epoch >= math.ceil(self.config.train.epochs):
+                return None
+            if self.best.patience_lost(progress):
+                log.info(
+                    "stopped early after epoch %d: %s has not improved for %d epochs (best: "
+                    "epoch %d); to train on, resume with a larger train.patience or null",
+                    progress.epoch,
+                    self.best.metric,
+                    progress.epoch - progress.best_epoch,
+                    progress.best_epoch,
+                )
                 return None
             progress.epoch += 1
             progress.epoch_rng = self.rng.getstate()
@@ -221,26 +270,30 @@ class Trainer:
                     train.teacher_forcing_ratio,
                     self.generator,
                 )
-            # The loss in float32 whatever the precision: log-softmax over V is sensitive.
-            loss = torch.nn.functional.cross_entropy(
-                logits.float().flatten(0, 1),
-                batch.tgt[:, 1:].flatten(),
-                ignore_index=self.tgt_vocab.pad,
+            objective, cross_entropy = token_losses(
+                logits,
+                batch.tgt[:, 1:],
+                pad=self.tgt_vocab.pad,
+                label_smoothing=train.label_smoothing,
             )
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.clip_norm)
         except torch.OutOfMemoryError:
             self._out_of_memory(batch)
             return float("nan")
         # One host sync per step is the price of the running loss and of the finiteness
-        # check; it is negligible beside a training step on CPU and small on GPU.
-        loss_value = loss.item()
-        if self._finite(loss_value, norm):
-            # The rate is a function of the position alone, so resuming needs no scheduler.
+        # check; it is negligible beside a training step on CPU and small on GPU. The running
+        # loss is plain cross-entropy, comparable with the validation loss and across runs.
+        objective_value, loss_value = torch.stack(
+            [objective.detach(), cross_entropy.detach()]
+        ).tolist()
+        if self._finite(objective_value, norm):
+            # The rate is a function of the progress alone, so resuming needs no scheduler.
             epochs_done = progress.epoch - 1 + progress.position / epoch_size
+            factor = lr_factor(self.config, epochs_done, progress.step + 1)
             for group in self.optimizer.param_groups:
-                group["lr"] = train.lr * lr_factor(self.config, epochs_done)
+                group["lr"] = train.lr * factor
             self.optimizer.step()
             progress.epoch_loss += loss_value * batch.num_target_tokens
             progress.epoch_tokens += batch.num_target_tokens
@@ -303,8 +356,11 @@ class Trainer:
         }
 
     def validate(self) -> dict:
+        train = self.config.train
         settings = DecodeSettings(
-            max_length_a=self.config.train.max_length_a, max_length_b=self.config.train.max_length_b
+            beam_size=train.valid_beam_size,
+            max_length_a=train.max_length_a,
+            max_length_b=train.max_length_b,
         )
         figures = evaluate_examples(
             self.model,
@@ -319,12 +375,16 @@ class Trainer:
         return {f"val_{key}": figures[key] for key in keys}
 
     def _save(self, record: dict) -> None:
-        """Save last/ (resumable at this exact step) and, if the metric improved, best/."""
+        """Save epoch-K/ (if kept), last/ (resumable at this exact step) and, if the metric
+        improved, best/. epoch-K/ goes first: a stop before last/ redoes the epoch, and
+        writes it again."""
         improved = self.best.improves(record, self.progress)
         if self.best.metric in record:
             record["best"] = improved
         vocabs = (self.src_vocab, self.tgt_vocab)
         meta = {"epoch": self.epoch, "step": self.step, "metrics": record}
+        if self.config.train.keep_checkpoints and "interrupted" not in record:
+            self._keep_epoch(vocabs, meta)
         checkpoint.save(
             self.run_dir / "last",
             self.model,
@@ -336,6 +396,14 @@ class Trainer:
         )
         if improved:
             checkpoint.save(self.run_dir / "best", self.model, self.config, vocabs, meta)
+
+    def _keep_epoch(self, vocabs: tuple, meta: dict) -> None:
+        """This epoch's weights as epoch-K/ (for `seq2seq average`); the oldest beyond
+        `train.keep_checkpoints` go."""
+        keep = self.config.train.keep_checkpoints
+        checkpoint.save(self.run_dir / f"epoch-{self.epoch}", self.model, self.config, vocabs, meta)
+        for old in checkpoint.epoch_checkpoints(self.run_dir)[:-keep]:
+            checkpoint.remove(old)
 
     def _log(self, record: dict) -> None:
         with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as handle:

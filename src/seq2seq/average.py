@@ -1,0 +1,100 @@
+"""Checkpoint averaging: the mean of several checkpoints' weights, written as an ordinary
+checkpoint directory (Vaswani et al. 2017, section 6.1, averaged the last 5 or 20 checkpoints;
+fairseq's average_checkpoints.py does the same). The members must be one model: the same
+model settings, vocabularies and text preparation, as the epoch-K/ checkpoints of one run are.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from seq2seq import checkpoint
+from seq2seq.config import config_to_dict
+from seq2seq.errors import Seq2SeqError
+from seq2seq.resume import config_diff
+
+# The data settings that decide how text becomes ids, besides the vocabularies themselves.
+TEXT_PREPARATION = ("src_lang", "tgt_lang", "lowercase", "reverse_source")
+
+
+def last_epochs(run_dir: str | Path, count: int) -> list[Path]:
+    """The run's last `count` epoch-K/ checkpoints, oldest first."""
+    if count < 1:
+        raise Seq2SeqError(f"--last must be at least 1 (got {count})")
+    if not Path(run_dir).is_dir():
+        raise Seq2SeqError(f"run directory {run_dir} does not exist; give the run's directory")
+    kept = checkpoint.epoch_checkpoints(Path(run_dir))
+    if len(kept) < count:
+        names = ", ".join(path.name for path in kept) or "none"
+        raise Seq2SeqError(
+            f"{run_dir} holds {len(kept)} epoch checkpoints ({names}), fewer than --last "
+            f"{count}; train with train.keep_checkpoints={count} or more"
+        )
+    return kept[-count:]
+
+
+def average_checkpoints(paths: list[str | Path], output: str | Path) -> list[Path]:
+    """Write the mean of the checkpoints' weights to `output`, with the config and
+    vocabularies of the last of them; returns the members' directories. Weights are summed
+    in float64 one checkpoint at a time, so memory holds a few models whatever the count."""
+    output = Path(output)
+    _check_output(output)
+    first = last = None
+    members, sums = [], {}
+    for path in paths:
+        last = checkpoint.load(path)
+        first = first or last
+        _check_alike(last, first)
+        for name, tensor in last.model.state_dict().items():
+            if tensor.is_floating_point():
+                sums[name] = sums.get(name, 0) + tensor.double()
+        members.append(last.path)
+    weights = last.model.state_dict()  # any other tensor (an integer buffer) as the last has it
+    for name, total in sums.items():
+        weights[name] = (total / len(members)).to(weights[name].dtype)
+    last.model.load_state_dict(weights)
+    meta = {
+        "epoch": last.meta.get("epoch"),
+        "step": last.meta.get("step"),
+        "averaged": [str(path) for path in members],
+    }
+    checkpoint.save(output, last.model, last.config, (last.src_vocab, last.tgt_vocab), meta)
+    return members
+
+
+def _check_output(output: Path) -> None:
+    """Saving replaces `output` whole: never a run directory or a checkpoint that training
+    wrote; only an earlier average may be replaced."""
+    if not output.exists():
+        return
+    try:
+        meta = json.loads((output / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    if not (isinstance(meta, dict) and "averaged" in meta):
+        raise Seq2SeqError(
+            f"--output {output} already exists and is not an averaged checkpoint; "
+            f"give a new directory"
+        )
+
+
+def _check_alike(member: checkpoint.Checkpoint, first: checkpoint.Checkpoint) -> None:
+    if (member.src_vocab, member.tgt_vocab) != (first.src_vocab, first.tgt_vocab):
+        raise Seq2SeqError(
+            f"cannot average {member.path} with {first.path}: their vocabularies differ; "
+            f"average checkpoints of one run"
+        )
+    changes = config_diff(
+        config_to_dict(first.config)["model"], config_to_dict(member.config)["model"], "model."
+    )
+    changes += [
+        f"data.{key}: {getattr(first.config.data, key)!r} -> {getattr(member.config.data, key)!r}"
+        for key in TEXT_PREPARATION
+        if getattr(first.config.data, key) != getattr(member.config.data, key)
+    ]
+    if changes:
+        raise Seq2SeqError(
+            f"cannot average {member.path} with {first.path}: their configs differ "
+            f"({'; '.join(changes)}); average checkpoints of one run"
+        )
