@@ -52,6 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("--target", required=True, help="file of target sentences, line-aligned")
     _decoding_options(score)
 
+    serve = commands.add_parser("serve", help="a JSON API and a web page over trained models")
+    serve.add_argument(
+        "run",
+        nargs="+",
+        help="run or checkpoint directory; NAME=PATH names it, PATH+PATH serves an ensemble; "
+        "several are served side by side, the first is the default",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port (8000)")
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    _server_options(serve)
+
     # Options may follow the sentences of `translate`; argparse alone would stop the sentence
     # list at the first option and refuse the rest.
     args, extra = parser.parse_known_args(argv)
@@ -66,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate": _evaluate,
             "translate": _translate,
             "score": _score,
+            "serve": _serve,
         }
         return commands[args.command](args)
     except TrainingInterrupted as error:
@@ -104,6 +117,18 @@ def _decoding_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=128, help="sentences per batch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    """One option per field of the server's settings, e.g. --max-beam-size."""
+    from dataclasses import fields
+
+    from seq2seq.server.settings import ServerSettings, option
+
+    kinds = {"bool": {"action": "store_true"}, "int": {"type": int}, "float": {"type": float}}
+    for item in fields(ServerSettings):
+        help = item.metadata["help"] + ("" if item.type == "bool" else f" ({item.default})")
+        parser.add_argument(option(item.name), default=item.default, help=help, **kinds[item.type])
 
 
 def _settings(args):
@@ -223,6 +248,27 @@ def _score(args) -> int:
     ckpt, device = _load(args)
     scores = Translator(ckpt, device, settings).score(sources, targets)
     _emit([f"{value:.4f}" for value in scores], None)
+    return 0
+
+
+def _serve(args) -> int:
+    try:
+        from seq2seq.server.run import serve
+    except ImportError as error:
+        raise Seq2SeqError(
+            f"seq2seq serve needs FastAPI and uvicorn ({error}); pip install -e '.[serve]'"
+        ) from None
+    from dataclasses import fields
+
+    from seq2seq.device import pick_device
+    from seq2seq.server.settings import ServerSettings
+
+    settings = ServerSettings(
+        **{item.name: getattr(args, item.name) for item in fields(ServerSettings)}
+    )
+    serve(
+        args.run, host=args.host, port=args.port, device=pick_device(args.device), settings=settings
+    )
     return 0
 
 
