@@ -33,7 +33,7 @@ from seq2seq import checkpoint
 from seq2seq.decode import DecodeSettings
 from seq2seq.errors import Seq2SeqError
 from seq2seq.server.app import build_app
-from seq2seq.server.registry import Spec, load_models, parse_specs
+from seq2seq.server.registry import ServedModel, Spec, load_models, parse_specs
 from seq2seq.server.run import GracefulServer, bind
 from seq2seq.server.settings import ServerSettings
 from seq2seq.translate import Translator
@@ -228,6 +228,41 @@ def test_texts_are_never_logged_unless_asked(client, caplog):
     assert "geheimnisvoll" not in caplog.text
 
 
+class FakeTranslator:
+    """Sleeps (as a long decode would, in the worker thread), or fails."""
+
+    settings = None
+
+    def __init__(self, seconds: float = 0.0, error: Exception | None = None):
+        self.seconds, self.error = seconds, error
+
+    def nbest(self, lines):
+        time.sleep(self.seconds)
+        if self.error:
+            raise self.error
+        return [[("slow", None)] for _ in lines]
+
+
+def test_a_long_decode_never_blocks_the_server_and_a_failed_one_is_a_500():
+    models = {
+        "slow": ServedModel("slow", FakeTranslator(seconds=2), attention=False),
+        "broken": ServedModel(
+            "broken", FakeTranslator(error=RuntimeError("boom")), attention=False
+        ),
+    }
+    with running(models, ServerSettings(max_wait_ms=0)) as url, ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(httpx.post, f"{url}/translate", json={"text": ["a"]}, timeout=60)
+        time.sleep(0.3)  # the decode is under way
+        started = time.monotonic()
+        assert httpx.get(f"{url}/health", timeout=60).status_code == 200
+        assert time.monotonic() - started < 1 and not slow.done()
+        assert slow.result(timeout=60).json()["translations"] == ["slow"]
+        broken = httpx.post(f"{url}/translate", json={"text": ["a"], "model": "broken"})
+        assert broken.status_code == 500
+        assert broken.json() == {"error": "decoding failed; the server's log says why"}
+        assert httpx.post(f"{url}/translate", json={"text": ["a"]}, timeout=60).status_code == 200
+
+
 # Bad requests.
 
 GOOD = {"text": ["Ein Mann sitzt auf einer Bank."], "beam_size": 2}
@@ -359,6 +394,7 @@ def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(client)
         (["--max-beam-size", "0"], ["--max-beam-size must be at least 1 (got 0)"]),
         (["--max-wait-ms", "-1"], ["--max-wait-ms must be at least 0 (got -1.0)"]),
         (["--port", "70000"], ["--port must be between 0 and 65535 (got 70000)"]),
+        (["--num-threads", "0"], ["--num-threads must be at least 1 (got 0)"]),
         (["--host", "not a host"], ["cannot listen on host 'not a host'", "127.0.0.1"]),
     ],
 )

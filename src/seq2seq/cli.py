@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="0 picks a free port (8000)")
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    serve.add_argument("--num-threads", type=int, help="PyTorch CPU threads (PyTorch's choice)")
     _server_options(serve)
 
     # Options may follow the sentences of `translate`; argparse alone would stop the sentence
@@ -260,12 +261,18 @@ def _serve(args) -> int:
         ) from None
     from dataclasses import fields
 
+    import torch
+
     from seq2seq.device import pick_device
     from seq2seq.server.settings import ServerSettings
 
     settings = ServerSettings(
         **{item.name: getattr(args, item.name) for item in fields(ServerSettings)}
     )
+    if args.num_threads is not None and args.num_threads < 1:
+        raise Seq2SeqError(f"--num-threads must be at least 1 (got {args.num_threads})")
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     serve(
         args.run, host=args.host, port=args.port, device=pick_device(args.device), settings=settings
     )

@@ -77,7 +77,7 @@ def build_app(models: dict[str, ServedModel], settings: ServerSettings = ServerS
         }
 
     @app.post("/translate")
-    async def translate(raw: Request) -> dict:
+    async def translate(raw: Request):
         # Parsed here rather than by FastAPI, which reads JSON only when the Content-Type says
         # so: `curl -d` sends a form type, and a body is JSON here whatever its type claims.
         request = TranslateRequest.model_validate_json(await raw.body())
@@ -88,7 +88,11 @@ def build_app(models: dict[str, ServedModel], settings: ServerSettings = ServerS
             log.info(
                 "translate with %s: %s", served.name, json.dumps(request.text, ensure_ascii=False)
             )
-        nbest = await batcher.submit((served.name, decode_settings), request.text)
+        try:
+            nbest = await batcher.submit((served.name, decode_settings), request.text)
+        except Exception:  # the batcher has logged it
+            error = {"error": "decoding failed; the server's log says why"}
+            return JSONResponse(error, status_code=500)
         body: dict = {"model": served.name, "translations": [h[0][0] for h in nbest]}
         if request.n_best is not None:
             body["nbest"] = [
