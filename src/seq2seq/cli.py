@@ -107,6 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--json", action="store_true", help="print the figures as JSON")
     _decoding_options(compare, ensemble=False)
 
+    serve = commands.add_parser("serve", help="a JSON API and a web page over trained models")
+    serve.add_argument(
+        "run",
+        nargs="+",
+        help="run or checkpoint directory; NAME=PATH names it, PATH+PATH serves an ensemble; "
+        "several are served side by side, the first is the default",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port (8000)")
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    serve.add_argument("--num-threads", type=int, help="PyTorch CPU threads (PyTorch's choice)")
+    _server_options(serve)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -119,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             "plot": _plot,
             "sentence-map": _sentence_map,
             "compare": _compare,
+            "serve": _serve,
         }
         return commands[args.command](args)
     except TrainingInterrupted as error:
@@ -157,6 +171,18 @@ def _decoding_options(parser: argparse.ArgumentParser, *, ensemble: bool = True)
     )
     parser.add_argument("--batch-size", type=int, default=128, help="sentences per batch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    """One option per field of the server's settings, e.g. --max-beam-size."""
+    from dataclasses import fields
+
+    from seq2seq.server.settings import ServerSettings, option
+
+    kinds = {"bool": {"action": "store_true"}, "int": {"type": int}, "float": {"type": float}}
+    for item in fields(ServerSettings):
+        help = item.metadata["help"] + ("" if item.type == "bool" else f" ({item.default})")
+        parser.add_argument(option(item.name), default=item.default, help=help, **kinds[item.type])
 
 
 def _settings(args):
@@ -329,6 +355,33 @@ def _compare(args) -> int:
         settings=_settings(args),
     )
     print(json.dumps(result, indent=2) if args.json else format_comparison(result))
+    return 0
+
+
+def _serve(args) -> int:
+    try:
+        from seq2seq.server.run import serve
+    except ImportError as error:
+        raise Seq2SeqError(
+            f"seq2seq serve needs FastAPI and uvicorn ({error}); pip install -e '.[serve]'"
+        ) from None
+    from dataclasses import fields
+
+    import torch
+
+    from seq2seq.device import pick_device
+    from seq2seq.server.settings import ServerSettings
+
+    settings = ServerSettings(
+        **{item.name: getattr(args, item.name) for item in fields(ServerSettings)}
+    )
+    if args.num_threads is not None and args.num_threads < 1:
+        raise Seq2SeqError(f"--num-threads must be at least 1 (got {args.num_threads})")
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    serve(
+        args.run, host=args.host, port=args.port, device=pick_device(args.device), settings=settings
+    )
     return 0
 
 

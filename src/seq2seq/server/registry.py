@@ -1,0 +1,88 @@
+"""What a server serves: checkpoints loaded once, each under a name.
+
+A RUN argument is `PATH`, `NAME=PATH`, or an ensemble `[NAME=]PATH+PATH[+...]` (averaged by
+`checkpoint.load_ensemble`, as `--ensemble` does on the command line). Without a name, a
+model is named after its directory (`runs/tutorial` -> `tutorial`), an ensemble after its
+members' directories joined by `+`.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from seq2seq import checkpoint
+from seq2seq.decode import DecodeSettings
+from seq2seq.errors import Seq2SeqError
+from seq2seq.translate import Translator
+
+NAME = re.compile(r"[A-Za-z0-9._+-]+")
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    paths: tuple[str, ...]
+
+
+@dataclass
+class ServedModel:
+    name: str
+    translator: Translator
+    attention: bool
+
+    def decoder(self, settings: DecodeSettings) -> Translator:
+        """The translator with these settings; a shallow copy shares the model and tokenizers,
+        which cost far more to build than a decode of a few sentences."""
+        translator = copy.copy(self.translator)
+        translator.settings = settings
+        return translator
+
+    def describe(self) -> dict:
+        ckpt = self.translator.ckpt
+        return {
+            "name": self.name,
+            "paths": ckpt.meta.get("members", [str(ckpt.path)]),
+            "src_lang": ckpt.config.data.src_lang,
+            "tgt_lang": ckpt.config.data.tgt_lang,
+            "src_vocab_size": len(ckpt.src_vocab),
+            "tgt_vocab_size": len(ckpt.tgt_vocab),
+            "attention": self.attention,
+        }
+
+
+def parse_specs(texts: list[str]) -> list[Spec]:
+    """The RUN arguments, checked before anything loads; the first is the default model."""
+    specs = [_parse_spec(text) for text in texts]
+    names = [spec.name for spec in specs]
+    for name in names:
+        if names.count(name) > 1:
+            raise Seq2SeqError(f"two models are named {name!r}; name them apart with NAME=PATH")
+    return specs
+
+
+def _parse_spec(text: str) -> Spec:
+    name, sep, rest = text.partition("=")
+    paths = tuple((rest if sep else text).split("+"))
+    if not all(paths) or (sep and not name):
+        raise Seq2SeqError(f"cannot read model {text!r}; give PATH, NAME=PATH or NAME=PATH+PATH")
+    if not sep:
+        name = "+".join(Path(p).resolve().name for p in paths)
+    if not NAME.fullmatch(name):
+        raise Seq2SeqError(
+            f"model name {name!r} may hold only letters, digits and . _ + -; name it with NAME=PATH"
+        )
+    return Spec(name, paths)
+
+
+def load_models(specs: list[Spec], device: torch.device) -> dict[str, ServedModel]:
+    models = {}
+    for spec in specs:
+        ckpt = checkpoint.load_ensemble(list(spec.paths), device)
+        # No architecture in this release returns attention weights; attention models will.
+        models[spec.name] = ServedModel(spec.name, Translator(ckpt, device), attention=False)
+    return models

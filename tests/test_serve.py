@@ -1,0 +1,519 @@
+"""`seq2seq serve`: concurrent clients each get exactly the translation `Translator` gives for
+their text alone, whatever they were batched with; every bad request gets its 4xx and the
+server still serves after it; models are served side by side and as an ensemble; a real
+server process finishes a request in flight on SIGTERM or Ctrl-C and exits 0; a port in use is
+one line; and the web page translates in a real headless Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import logging
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+import uvicorn
+from conftest import MULTI30K, ROOT, assert_error, cli
+
+from seq2seq import checkpoint
+from seq2seq.decode import DecodeSettings
+from seq2seq.errors import Seq2SeqError
+from seq2seq.server.app import build_app
+from seq2seq.server.registry import ServedModel, Spec, load_models, parse_specs
+from seq2seq.server.run import GracefulServer, bind
+from seq2seq.server.settings import ServerSettings
+from seq2seq.translate import Translator
+
+GOLDEN = ROOT / "tests" / "data" / "golden"
+CPU = torch.device("cpu")
+SETTINGS = ServerSettings(max_body_bytes=4096, max_sentences=8, max_characters=200, max_wait_ms=100)
+CHROMIUM = Path(os.environ.get("SEQ2SEQ_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+HOW_TO_INSTALL = (
+    "install Chromium with `apt-get install -y chromium` (Debian; or set SEQ2SEQ_CHROMIUM to a "
+    "Chromium binary) and Playwright with `pip install -e '.[dev]'`; .ci/run does both"
+)
+
+
+def alone(paths: list[Path], lines: list[str], beam_size: int = 5, n_best: int = 1):
+    """What the CLI's Translator gives for these lines, decoded by themselves."""
+    ckpt = checkpoint.load_ensemble(paths, CPU)
+    return Translator(ckpt, CPU, DecodeSettings(beam_size=beam_size, n_best=n_best)).nbest(lines)
+
+
+@pytest.fixture(scope="module")
+def sentences() -> list[str]:
+    """The first 40 German sentences of test2016."""
+    if not (MULTI30K / "test_2016_flickr.de.gz").is_file():
+        pytest.fail(f"shared Multi30k data not found at {MULTI30K}; set SEQ2SEQ_TEST_DATA")
+    with gzip.open(MULTI30K / "test_2016_flickr.de.gz", "rt", encoding="utf-8") as handle:
+        return [unicodedata.normalize("NFC", next(handle).rstrip("\n")) for _ in range(40)]
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory) -> Path:
+    """The golden checkpoint with its weights perturbed: a second model that translates
+    differently, so that a request answered by the wrong model shows."""
+    ckpt = checkpoint.load(GOLDEN)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for weight in ckpt.model.parameters():
+            weight.add_(0.05 * torch.randn(weight.shape, generator=generator))
+    path = tmp_path_factory.mktemp("noisy") / "noisy"
+    checkpoint.save(path, ckpt.model, ckpt.config, (ckpt.src_vocab, ckpt.tgt_vocab), ckpt.meta)
+    return path
+
+
+@pytest.fixture(scope="module")
+def paths(noisy) -> dict[str, list[Path]]:
+    return {"golden": [GOLDEN], "noisy": [noisy], "pair": [GOLDEN, noisy]}
+
+
+@contextlib.contextmanager
+def running(models, settings: ServerSettings):
+    """A real server on a free port, in a thread of this process."""
+    sock = bind("127.0.0.1", 0)
+    server = GracefulServer(uvicorn.Config(build_app(models, settings), log_config=None))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def server(paths):
+    specs = parse_specs(
+        [str(GOLDEN), f"noisy={paths['noisy'][0]}", f"pair={GOLDEN}+{paths['noisy'][0]}"]
+    )
+    with running(load_models(specs, CPU), SETTINGS) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server, timeout=60) as client:
+        yield client
+
+
+def hypotheses(nbest) -> list[list[tuple[str, float]]]:
+    return [[(text, h.log_prob) for text, h in hyps] for hyps in nbest]
+
+
+def answered(response) -> list[list[tuple[str, float]]]:
+    assert response.status_code == 200, response.text
+    return [[(h["translation"], h["log_prob"]) for h in hyps] for hyps in response.json()["nbest"]]
+
+
+def same(got, expected):
+    """Equal translations, and log-probabilities equal up to float rounding across batch sizes."""
+    assert [[t for t, _ in hyps] for hyps in got] == [[t for t, _ in hyps] for hyps in expected]
+    for hyps, wanted in zip(got, expected, strict=True):
+        assert [p for _, p in hyps] == pytest.approx([p for _, p in wanted], abs=1e-4)
+
+
+# Concurrency and batching.
+
+
+def test_concurrent_clients_each_get_the_translation_of_their_own_text(
+    server, client, paths, sentences
+):
+    """16 clients at once, each with its own sentences and settings: the batches mix their
+    texts (and group them by model and settings), and each gets what its text alone gives."""
+    clients = 16
+    bodies = [
+        {
+            "text": sentences[2 * i : 2 * i + 1 + i % 2],
+            "beam_size": [1, 5][i % 2],
+            "n_best": [1, 2][i % 2],
+            "model": ["golden", "noisy", "pair"][i % 3],
+        }
+        for i in range(clients)
+    ]
+    expected = [
+        hypotheses(alone(paths[b["model"]], b["text"], b["beam_size"], b["n_best"])) for b in bodies
+    ]
+    # The check can fail: no two clients' first sentences translate alike.
+    assert len({e[0][0] for e in expected}) == clients
+    barrier = threading.Barrier(clients)
+
+    def ask(body):
+        with httpx.Client(timeout=60) as own:
+            barrier.wait(timeout=60)
+            return own.post(f"{server}/translate", json=body)
+
+    before = client.get("/health").json()
+    with ThreadPoolExecutor(clients) as pool:
+        responses = list(pool.map(ask, bodies, timeout=120))
+    for body, response, wanted in zip(bodies, responses, expected, strict=True):
+        assert response.json()["model"] == body["model"]
+        same(answered(response), wanted)
+        assert response.json()["translations"] == [hyps[0][0] for hyps in wanted]
+    after = client.get("/health").json()
+    assert after["sentences"] - before["sentences"] == sum(len(b["text"]) for b in bodies)
+    # 6 groups of model and settings: batched, the 16 requests need fewer than 16 decodes.
+    assert after["batches"] - before["batches"] < clients
+
+
+def test_translations_without_n_best_and_the_default_model(client, sentences):
+    body = {"text": sentences[:3] + [""], "beam_size": 5}
+    response = client.post("/translate", json=body)
+    assert response.status_code == 200, response.text
+    expected = [hyps[0][0] for hyps in alone([GOLDEN], body["text"])]
+    assert response.json() == {"model": "golden", "translations": expected}
+    assert expected[-1] == ""
+    empty = client.post("/translate", json={"text": []})
+    assert empty.json() == {"model": "golden", "translations": []}
+
+
+def test_health_and_models_say_what_is_served(client, paths):
+    assert client.get("/health").json()["status"] == "ok"
+    info = client.get("/models").json()
+    assert [model["name"] for model in info["models"]] == ["golden", "noisy", "pair"]
+    assert info["models"][0] == {
+        "name": "golden",
+        "paths": [str(GOLDEN)],
+        "src_lang": "de",
+        "tgt_lang": "en",
+        "src_vocab_size": 400,
+        "tgt_vocab_size": 400,
+        "attention": False,
+    }
+    assert info["models"][2]["paths"] == [str(p) for p in paths["pair"]]
+    assert info["default"] == "golden"
+    assert info["limits"] == {
+        "max_body_bytes": 4096,
+        "max_sentences": 8,
+        "max_characters": 200,
+        "max_beam_size": 12,
+        "max_batch_sentences": 64,
+        "max_wait_ms": 100,
+    }
+
+
+def test_texts_are_never_logged_unless_asked(client, caplog):
+    caplog.set_level(logging.INFO)
+    response = client.post("/translate", json={"text": ["Ein geheimnisvoller Mann."]})
+    assert response.status_code == 200
+    assert '"POST /translate HTTP/1.1" 200' in caplog.text  # the access log is on
+    assert "geheimnisvoll" not in caplog.text
+
+
+class FakeTranslator:
+    """Sleeps (as a long decode would, in the worker thread), or fails."""
+
+    settings = None
+
+    def __init__(self, seconds: float = 0.0, error: Exception | None = None):
+        self.seconds, self.error = seconds, error
+
+    def nbest(self, lines):
+        time.sleep(self.seconds)
+        if self.error:
+            raise self.error
+        return [[("slow", None)] for _ in lines]
+
+
+def test_a_long_decode_never_blocks_the_server_and_a_failed_one_is_a_500():
+    models = {
+        "slow": ServedModel("slow", FakeTranslator(seconds=2), attention=False),
+        "broken": ServedModel(
+            "broken", FakeTranslator(error=RuntimeError("boom")), attention=False
+        ),
+    }
+    with running(models, ServerSettings(max_wait_ms=0)) as url, ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(httpx.post, f"{url}/translate", json={"text": ["a"]}, timeout=60)
+        time.sleep(0.3)  # the decode is under way
+        started = time.monotonic()
+        assert httpx.get(f"{url}/health", timeout=60).status_code == 200
+        assert time.monotonic() - started < 1 and not slow.done()
+        assert slow.result(timeout=60).json()["translations"] == ["slow"]
+        broken = httpx.post(f"{url}/translate", json={"text": ["a"], "model": "broken"})
+        assert broken.status_code == 500
+        assert broken.json() == {"error": "decoding failed; the server's log says why"}
+        assert httpx.post(f"{url}/translate", json={"text": ["a"]}, timeout=60).status_code == 200
+
+
+# Bad requests.
+
+GOOD = {"text": ["Ein Mann sitzt auf einer Bank."], "beam_size": 2}
+BAD = [
+    ("over the body limit", "POST", "/translate", {"text": ["a" * 5000]}, 413, "4096 bytes"),
+    ("not JSON", "POST", "/translate", '{"text": ["a"', 400, "the body is not valid JSON"),
+    ("an empty body", "POST", "/translate", "", 400, "the body is not valid JSON"),
+    ("not an object", "POST", "/translate", ["a"], 422, "the body: Input should be an object"),
+    ("no text", "POST", "/translate", {"beam_size": 2}, 422, "text: Field required"),
+    ("text not a list", "POST", "/translate", {"text": "a"}, 422, "text: Input should be a valid"),
+    ("a number as text", "POST", "/translate", {"text": ["a", 3]}, 422, "text[1]: Input should"),
+    (
+        "beam size as a string",
+        "POST",
+        "/translate",
+        {"text": ["a"], "beam_size": "5"},
+        422,
+        "beam_size: Input should be a valid integer",
+    ),
+    (
+        "a misspelled key",
+        "POST",
+        "/translate",
+        {"text": ["a"], "beam": 5},
+        422,
+        "beam: Extra inputs are not permitted",
+    ),
+    (
+        "too many sentences",
+        "POST",
+        "/translate",
+        {"text": ["a"] * 9},
+        422,
+        "text has 9 sentences; this server takes at most 8 per request",
+    ),
+    (
+        "too long a sentence",
+        "POST",
+        "/translate",
+        {"text": ["a", "b" * 201]},
+        422,
+        "text[1] has 201 characters; this server takes at most 200 per sentence",
+    ),
+    (
+        "beam size 0",
+        "POST",
+        "/translate",
+        {"text": ["a"], "beam_size": 0},
+        422,
+        "beam_size must be between 1 and 12 (got 0)",
+    ),
+    (
+        "beam size 13",
+        "POST",
+        "/translate",
+        {"text": ["a"], "beam_size": 13},
+        422,
+        "beam_size must be between 1 and 12 (got 13)",
+    ),
+    (
+        "n_best above the beam",
+        "POST",
+        "/translate",
+        {"text": ["a"], "beam_size": 2, "n_best": 3},
+        422,
+        "n_best must be between 1 and beam_size=2 (got 3)",
+    ),
+    (
+        "n_best 0",
+        "POST",
+        "/translate",
+        {"text": ["a"], "n_best": 0},
+        422,
+        "n_best must be between 1 and beam_size=5 (got 0)",
+    ),
+    (
+        "an unknown model",
+        "POST",
+        "/translate",
+        {"text": ["a"], "model": "nope"},
+        422,
+        "unknown model 'nope'; this server has 'golden', 'noisy', 'pair'",
+    ),
+    (
+        "attention from a model without",
+        "POST",
+        "/translate",
+        {"text": ["a"], "attention": True},
+        422,
+        "model 'golden' has no attention",
+    ),
+    ("an unknown path", "GET", "/nope", None, 404, "no such path /nope; this server has GET /"),
+    ("GET /translate", "GET", "/translate", None, 405, "GET is not allowed on /translate"),
+    ("POST /health", "POST", "/health", {}, 405, "POST is not allowed on /health"),
+]
+
+
+@pytest.mark.parametrize(
+    "method, path, body, status, message", [case[1:] for case in BAD], ids=[c[0] for c in BAD]
+)
+def test_a_bad_request_gets_its_status_and_the_server_still_serves(
+    client, method, path, body, status, message
+):
+    content = body if isinstance(body, str) or body is None else json.dumps(body)
+    response = client.request(method, path, content=content)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert message in error
+    assert "\n" not in error
+    assert client.post("/translate", json=GOOD).json()["translations"] == [
+        hyps[0][0] for hyps in alone([GOLDEN], GOOD["text"], beam_size=2)
+    ]
+
+
+def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(client):
+    """No Content-Length: the chunks are counted as they come."""
+    chunks = (b"x" * 1000 for _ in range(100))
+    response = client.post("/translate", content=chunks)
+    assert response.status_code == 413
+    assert client.post("/translate", json=GOOD).status_code == 200
+
+
+# Command line: bad arguments, a port in use.
+
+
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (["--max-beam-size", "0"], ["--max-beam-size must be at least 1 (got 0)"]),
+        (["--max-wait-ms", "-1"], ["--max-wait-ms must be at least 0 (got -1.0)"]),
+        (["--port", "70000"], ["--port must be between 0 and 65535 (got 70000)"]),
+        (["--num-threads", "0"], ["--num-threads must be at least 1 (got 0)"]),
+        (["--host", "not a host"], ["cannot listen on host 'not a host'", "127.0.0.1"]),
+    ],
+)
+def test_bad_server_options_are_one_line(capsys, argv, fragments):
+    assert_error(capsys, cli(["serve", GOLDEN, "--port", "0", *argv]), *fragments)
+
+
+def test_a_missing_checkpoint_is_one_line(capsys, tmp_path):
+    code = cli(["serve", tmp_path / "nothing", "--port", "0"])
+    assert_error(capsys, code, "does not exist")
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(capsys):
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        code = cli(["serve", GOLDEN, "--port", port])
+    assert_error(capsys, code, f"port {port} on 127.0.0.1 is in use", "--port")
+
+
+def test_model_names_from_directories_or_given():
+    specs = parse_specs(["runs/tutorial", "b=runs/x/best", "runs/a+runs/b", "ens=a/best+b/last"])
+    assert specs == [
+        Spec("tutorial", ("runs/tutorial",)),
+        Spec("b", ("runs/x/best",)),
+        Spec("a+b", ("runs/a", "runs/b")),
+        Spec("ens", ("a/best", "b/last")),
+    ]
+
+
+@pytest.mark.parametrize(
+    "runs, message",
+    [
+        (["runs/a", "other/a"], "two models are named 'a'; name them apart with NAME=PATH"),
+        (["=runs/a"], "cannot read model '=runs/a'"),
+        (["x=runs/a+"], "cannot read model 'x=runs/a+'"),
+        (["my model=runs/a"], "model name 'my model' may hold only letters"),
+    ],
+)
+def test_bad_model_arguments_are_refused(runs, message):
+    with pytest.raises(Seq2SeqError, match=re.escape(message)):
+        parse_specs(runs)
+
+
+# A real process, stopped by a signal.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_finishes_the_request_in_flight_then_exits_0(sig):
+    """The request waits 3 s for company in the batcher when the signal comes."""
+    argv = [sys.executable, "-m", "seq2seq.cli", "serve", str(GOLDEN), "--port", "0"]
+    argv += ["--device", "cpu", "--max-wait-ms", "3000", "--log-text"]
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in process.stderr], daemon=True
+    ).start()
+    seen: list[str] = []
+
+    def wait_for(pattern: str) -> re.Match:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=0.1))
+                if match := re.search(pattern, seen[-1]):
+                    return match
+        raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(seen)}")
+
+    try:
+        port = wait_for(r"serving golden on http://127\.0\.0\.1:(\d+) ")[1]
+        with ThreadPoolExecutor(1) as pool:
+            body = {"text": ["Ein Mann sitzt auf einer Bank."], "beam_size": 3}
+            url = f"http://127.0.0.1:{port}/translate"
+            pending = pool.submit(httpx.post, url, json=body, timeout=60)
+            wait_for(r"translate with golden: \[\"Ein Mann sitzt auf einer Bank\.\"\]")
+            process.send_signal(sig)
+            response = pending.result(timeout=60)
+        assert process.wait(timeout=60) == 0, "".join(seen)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert response.status_code == 200
+    expected = alone([GOLDEN], body["text"], beam_size=3)
+    assert response.json()["translations"] == [expected[0][0][0]]
+    time.sleep(0.2)  # the reader thread drains the last lines
+    while not lines.empty():
+        seen.append(lines.get())
+    assert "Traceback" not in "".join(seen)
+
+
+# The web page, in a real browser.
+
+
+@pytest.mark.slow
+def test_the_web_page_translates_in_a_real_browser(server, sentences):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(f"the web page test needs Playwright: {HOW_TO_INSTALL}")
+    if not CHROMIUM.is_file():
+        pytest.fail(f"the web page test needs Chromium, not found at {CHROMIUM}: {HOW_TO_INSTALL}")
+    text = sentences[:2]
+    expected = "\n".join(hyps[0][0] for hyps in alone([GOLDEN], text, beam_size=3))
+    assert expected.strip(), "pick sentences with a non-empty translation"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(server + "/")
+            page.wait_for_function("document.getElementById('model').options.length === 3")
+            page.fill("#source", "\n".join(text))
+            page.fill("#beam", "3")
+            page.click("#translate")
+            page.wait_for_function("document.getElementById('translation').textContent !== ''")
+            assert page.text_content("#translation") == expected
+            page.fill("#beam", "13")  # refused by the server: the page shows why
+            page.click("#translate")
+            page.wait_for_function("document.getElementById('error').textContent !== ''")
+            assert "beam_size must be between 1 and 12" in page.text_content("#error")
+        finally:
+            browser.close()
