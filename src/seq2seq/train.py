@@ -114,7 +114,7 @@ class Trainer:
         if config.train.num_threads:
             torch.set_num_threads(config.train.num_threads)
         self.device = pick_device(config.device)
-        self.precision = pick_precision(config.train.precision, self.device)
+        self.precision = pick_precision(config.train.precision, self.device, config.model.type)
 
         data = config.data
         train_split = load_split(data, "train")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from seq2seq.config import TransformerConfig
 from seq2seq.search import mixed_forcing
@@ -94,6 +95,18 @@ def sinusoids(length: int, size: int, device=None) -> torch.Tensor:
     return table
 
 
+# On CPU, SDPA's math backend (matrix products and a softmax) trains the tutorial-size model
+# 2.8x faster than its flash kernel, whose backward dominates a step at these short lengths
+# (benchmarks/transformer_speed.py; README, Speed). GPUs keep PyTorch's own choice.
+_CPU_BACKENDS = [SDPBackend.MATH]
+_ALL_BACKENDS = [
+    SDPBackend.FLASH_ATTENTION,
+    SDPBackend.EFFICIENT_ATTENTION,
+    SDPBackend.CUDNN_ATTENTION,
+    SDPBackend.MATH,
+]
+
+
 class MultiHeadAttention(nn.Module):
     def __init__(self, size: int, heads: int, dropout: float):
         super().__init__()
@@ -116,14 +129,15 @@ class MultiHeadAttention(nn.Module):
         allowed. Returns (B, T, D)."""
         query = self.split(self.query(x))  # (B, N, T, K)
         attn_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, T')
-        out = F.scaled_dot_product_attention(
-            query,
-            keys,
-            values,
-            attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=causal,
-        )  # (B, N, T, K)
+        with sdpa_kernel(_CPU_BACKENDS if x.is_cpu else _ALL_BACKENDS):
+            out = F.scaled_dot_product_attention(
+                query,
+                keys,
+                values,
+                attn_mask=attn_mask,
+                dropout_p=self.dropout if self.training else 0.0,
+                is_causal=causal,
+            )  # (B, N, T, K)
         return self.out(out.transpose(1, 2).flatten(2))  # (B, T, D)
 
     def with_weights(self, x, keys, values, mask) -> tuple[torch.Tensor, torch.Tensor]:
