@@ -57,7 +57,7 @@ def main() -> None:
 
     ckpt = checkpoint.load(args.run)
     model = ckpt.model.eval()
-    split = load_split(ckpt.config.data, args.split)
+    split = load_split(ckpt.config.data, args.split, vocabs=ckpt.vocabs)
     examples = numericalize(split, ckpt.src_vocab, ckpt.tgt_vocab, ckpt.config.data)
     vocab, n = ckpt.tgt_vocab, len(examples)
     print(

@@ -2,9 +2,12 @@
 
 A checkpoint is a directory that stands on its own: `model.safetensors` (weights),
 `config.yaml` (the full run config), `vocab.json` (source and target vocabularies) and
-`meta.json` (format version, epoch, step, metrics). A resumable checkpoint adds
-`optimizer.safetensors` and `trainer.json`. Tensors are in safetensors and everything else in
-JSON or YAML, so loading never unpickles and never runs code from the file.
+`meta.json` (format version, epoch, step, metrics). With `data.tokenizer: sentencepiece` it
+holds the SentencePiece models too, which the vocabularies carry: `spm.joint.model` with
+`data.joint_vocab`, else `spm.src.model` and `spm.tgt.model`; a spaCy checkpoint has none. A
+resumable checkpoint adds `optimizer.safetensors` and `trainer.json`. Tensors are in
+safetensors and everything else in JSON, YAML or SentencePiece's own format, so loading never
+unpickles and never runs code from the file.
 
 Saving writes a temporary directory, flushes its files and itself to the disk, renames it into
 place and flushes the parent directory, so neither an interrupted save nor a power loss leaves
@@ -26,7 +29,15 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from seq2seq.config import Config, ConfigError, config_from_dict, config_to_dict, one_line
+from seq2seq.config import (
+    Config,
+    ConfigError,
+    DataConfig,
+    config_from_dict,
+    config_to_dict,
+    one_line,
+)
+from seq2seq.data.subword import subword_vocab
 from seq2seq.data.vocab import Vocab, model_sizes
 from seq2seq.errors import CheckpointError
 from seq2seq.models import Seq2SeqModel, build_model
@@ -43,6 +54,19 @@ class Checkpoint:
     tgt_vocab: Vocab
     meta: dict[str, Any]
     path: Path
+
+    @property
+    def vocabs(self) -> tuple[Vocab, Vocab]:
+        return self.src_vocab, self.tgt_vocab
+
+
+def subword_files(data: DataConfig) -> dict[str, str]:
+    """The SentencePiece model file of each side ("src", "tgt") that a checkpoint holds."""
+    if data.tokenizer != "sentencepiece":
+        return {}
+    if data.joint_vocab:
+        return {"src": "spm.joint.model", "tgt": "spm.joint.model"}
+    return {"src": "spm.src.model", "tgt": "spm.tgt.model"}
 
 
 def save(
@@ -65,6 +89,9 @@ def save(
         (tmp / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
         vocab = {"src": vocabs[0].itos, "tgt": vocabs[1].itos}
         (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+        sides = dict(zip(("src", "tgt"), vocabs, strict=True))
+        for side, name in subword_files(config.data).items():
+            (tmp / name).write_bytes(sides[side].subword_model)
         if optimizer is not None:
             tensors, rest = _split_optimizer_state(optimizer.state_dict())
             save_file(tensors, tmp / "optimizer.safetensors")
@@ -166,11 +193,7 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
         config = config_from_dict(yaml.safe_load((path / "config.yaml").read_text()))
     except (OSError, yaml.YAMLError, ConfigError) as error:
         raise CheckpointError(f"{path}/config.yaml is unusable: {one_line(error)}") from None
-    vocab = _read_json(path / "vocab.json")
-    try:
-        src_vocab, tgt_vocab = Vocab(vocab["src"]), Vocab(vocab["tgt"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{path}/vocab.json is unusable: {error}") from None
+    src_vocab, tgt_vocab = _read_vocabs(path, config.data)
     model = build_model(config.model, **model_sizes(src_vocab, tgt_vocab))
     weights = _read_tensors(path / "model.safetensors")
     try:
@@ -183,6 +206,37 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
         ) from None
     model.to(device).eval()  # loaded to decode; the trainer sets train mode itself
     return Checkpoint(model, config, src_vocab, tgt_vocab, meta, path)
+
+
+def _read_vocabs(path: Path, data: DataConfig) -> tuple[Vocab, Vocab]:
+    vocab = _read_json(path / "vocab.json")
+    try:
+        vocabs = {"src": Vocab(vocab["src"]), "tgt": Vocab(vocab["tgt"])}
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}/vocab.json is unusable: {error}") from None
+    models: dict[str, Vocab] = {}  # one Vocab per file: a joint model gives one for both
+    for side, name in subword_files(data).items():
+        if name not in models:
+            models[name] = _read_subword_model(path / name)
+        if models[name].itos != vocabs[side].itos:
+            raise CheckpointError(
+                f"{path}/{name} does not hold the {side} vocabulary of vocab.json; "
+                f"the checkpoint is damaged"
+            )
+        vocabs[side] = models[name]
+    return vocabs["src"], vocabs["tgt"]
+
+
+def _read_subword_model(path: Path) -> Vocab:
+    try:
+        return subword_vocab(path.read_bytes())
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{path} is missing; a data.tokenizer=sentencepiece checkpoint needs its "
+            f"SentencePiece model"
+        ) from None
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is unusable: {one_line(error)}") from None
 
 
 def _aliases(model: torch.nn.Module) -> dict[str, str]:
@@ -282,20 +336,33 @@ def load_ensemble(paths: list[str | Path], device: torch.device | str = "cpu") -
     members = [load(path, device) for path in paths]
     first = members[0]
     for other in members[1:]:
-        if (other.src_vocab, other.tgt_vocab) != (first.src_vocab, first.tgt_vocab):
-            raise CheckpointError(
-                f"{other.path} and {first.path} have different vocabularies; ensemble only "
-                f"models trained on the same data with the same vocabulary settings"
-            )
-        for key in ("src_lang", "tgt_lang", "lowercase", "reverse_source"):
-            mine, theirs = getattr(first.config.data, key), getattr(other.config.data, key)
-            if mine != theirs:
-                raise CheckpointError(
-                    f"{other.path} has data.{key}={theirs!r} but {first.path} "
-                    f"has {mine!r}; ensemble members must prepare text alike"
-                )
+        _check_alike(first, other)
     if len(members) == 1:
         return first
     model = Ensemble([member.model for member in members]).to(device)
     meta = {"members": [str(member.path) for member in members]}
     return Checkpoint(model, first.config, first.src_vocab, first.tgt_vocab, meta, first.path)
+
+
+def _check_alike(first: Checkpoint, other: Checkpoint) -> None:
+    """Refuse an ensemble member that prepares text otherwise or has other vocabularies."""
+    keys = ["tokenizer", "src_lang", "tgt_lang", "lowercase", "reverse_source"]
+    if first.config.data.tokenizer == "sentencepiece":
+        keys.append("sp_pretokenize")
+    for key in keys:
+        mine, theirs = getattr(first.config.data, key), getattr(other.config.data, key)
+        if mine != theirs:
+            raise CheckpointError(
+                f"{other.path} has data.{key}={theirs!r} but {first.path} "
+                f"has {mine!r}; ensemble members must prepare text alike"
+            )
+    if [v.itos for v in other.vocabs] != [v.itos for v in first.vocabs]:
+        raise CheckpointError(
+            f"{other.path} and {first.path} have different vocabularies; ensemble only "
+            f"models trained on the same data with the same vocabulary settings"
+        )
+    if other.vocabs != first.vocabs:
+        raise CheckpointError(
+            f"{other.path} and {first.path} have different SentencePiece models; ensemble "
+            f"only models trained on the same data with the same tokenizer settings"
+        )

@@ -97,7 +97,9 @@ def compare_runs(
 ) -> dict:
     """`seq2seq compare`: decode the split with both runs, then the paired bootstrap."""
     ckpts = [checkpoint.load(run, device) for run in (run_a, run_b)]
-    references = [load_split(c.config.data, split, data_dir).tgt_text for c in ckpts]
+    references = [
+        load_split(c.config.data, split, data_dir, vocabs=c.vocabs).tgt_text for c in ckpts
+    ]
     if references[0] != references[1]:  # before the slow part: decoding
         raise Seq2SeqError(
             f"{run_a} and {run_b} read different references for split {split!r}; compare "

@@ -34,10 +34,22 @@ class DataConfig:
     train: str = "train"
     valid: str = "val"
     test: str = "test_2016_flickr"
+    # spacy: words from spaCy's rule-based tokenizer, detokenized by Moses rules; sentencepiece:
+    # subword pieces from a SentencePiece model trained on the training split (data/subword.py).
+    tokenizer: Literal["spacy", "sentencepiece"] = "spacy"
     lowercase: bool = True
     reverse_source: bool = True
+    # One vocabulary for source and target (a Transformer then shares their embeddings); with
+    # sentencepiece, also one model trained on both sides' text.
+    joint_vocab: bool = False
+    # spacy only: keep tokens seen at least min_freq times, at most max_size (specials included).
     min_freq: int = 2
     max_size: int | None = None
+    # sentencepiece only: the model type, and the pieces per vocabulary (specials included).
+    sp_model_type: Literal["bpe", "unigram"] = "unigram"
+    vocab_size: int = 5000
+    # sentencepiece only: read spaCy's tokens joined by spaces instead of the raw text.
+    sp_pretokenize: bool = False
     # Sentences longer than this many tokens are truncated (the tutorial keeps 1,000).
     max_length: int = 1000
     # Use only the first N training sentence pairs (None: all); for quick trials and tests.
@@ -369,6 +381,7 @@ def _check_values(config: Config) -> list[str]:
             config.data.max_size is None or config.data.max_size > 4,
             "more than 4 (the special tokens)",
         ),
+        ("data.vocab_size", config.data.vocab_size > 4, "more than 4 (the special tokens)"),
         ("data.max_length", config.data.max_length >= 1, "at least 1"),
         (
             "data.train_limit",

@@ -7,7 +7,8 @@ Three BLEU-related figures are reported, each labelled:
 - `chrf`: sacreBLEU chrF on the same text, cased alike.
 - `bleu_tokenized`: BLEU on lowercased spaCy tokens, as the pytorch-seq2seq tutorial computes
   it (the output tokens joined by spaces, re-tokenized by spaCy, against the tokenized
-  references), so its published figure can be compared like for like.
+  references), so its published figure can be compared like for like. A SentencePiece model's
+  pieces are decoded into text first, and that text re-tokenized.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from sacrebleu.metrics import BLEU, CHRF
 
 from seq2seq.data.dataset import Example
-from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.data.tokenizer import SentencePieceTokenizer, Tokenizer, tokenizer_for
 from seq2seq.data.vocab import Vocab
 from seq2seq.decode import DecodeSettings, best_translations, length_batches
 
@@ -68,10 +69,11 @@ def sacrebleu_scores(
     }
 
 
-def tokenized_bleu(hypotheses: list[list[str]], references: list[str], lang: str) -> float:
-    """The tutorial's figure: plain corpus BLEU (no smoothing) over lowercased spaCy tokens."""
+def tokenized_bleu(hypotheses: list[str], references: list[str], lang: str) -> float:
+    """The tutorial's figure: plain corpus BLEU (no smoothing) over lowercased spaCy tokens of
+    the hypotheses (the output as a tokenizer's `join` gives it) and the references."""
     lower = Tokenizer(lang, lowercase=True)
-    hyp_tokens = [" ".join(t) for t in lower.tokenize_many([" ".join(h) for h in hypotheses])]
+    hyp_tokens = [" ".join(t) for t in lower.tokenize_many(hypotheses)]
     ref_tokens = [" ".join(t) for t in lower.tokenize_many(references)]
     bleu = BLEU(tokenize="none", smooth_method="none", force=True)
     return bleu.corpus_score(hyp_tokens, [ref_tokens]).score
@@ -83,7 +85,7 @@ def evaluate_examples(
     references: list[str],
     *,
     vocab: Vocab,
-    tokenizer: Tokenizer,
+    tokenizer: Tokenizer | SentencePieceTokenizer,
     device: torch.device,
     settings: DecodeSettings = DecodeSettings(),
 ) -> dict:
@@ -118,7 +120,9 @@ def evaluate_examples(
         "free_loss": free_loss,
         "free_ppl": perplexity(free_loss),
         **sacrebleu_scores(detokenized, references, lowercase=tokenizer.lowercase),
-        "bleu_tokenized": tokenized_bleu(hypotheses, references, tokenizer.lang),
+        "bleu_tokenized": tokenized_bleu(
+            [tokenizer.join(tokens) for tokens in hypotheses], references, tokenizer.lang
+        ),
         "translations": detokenized,
     }
 
@@ -135,9 +139,9 @@ def evaluate_split(
     from seq2seq.data.dataset import load_split, numericalize
 
     data = ckpt.config.data
-    split = load_split(data, split_name, data_dir)
+    split = load_split(data, split_name, data_dir, vocabs=ckpt.vocabs)
     examples = numericalize(split, ckpt.src_vocab, ckpt.tgt_vocab, data)
-    tokenizer = Tokenizer(data.tgt_lang, lowercase=data.lowercase)
+    tokenizer = tokenizer_for(data, "tgt", ckpt.tgt_vocab)
     figures = evaluate_examples(
         ckpt.model,
         examples,

@@ -22,7 +22,7 @@ import torch
 from seq2seq import checkpoint
 from seq2seq.data.corpus import read_lines
 from seq2seq.data.dataset import Example, encode_source, encode_target
-from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.data.tokenizer import tokenizer_for
 from seq2seq.decode import length_batches
 from seq2seq.device import pick_device
 from seq2seq.errors import Seq2SeqError
@@ -160,7 +160,7 @@ def sentence_map(
     chosen = pick_device(device)
     ckpt = checkpoint.load(run, chosen)
     data = ckpt.config.data
-    tokens = Tokenizer(data.src_lang, lowercase=data.lowercase).tokenize_many(probes.sentences)
+    tokens = tokenizer_for(data, "src", ckpt.src_vocab).tokenize_many(probes.sentences)
     examples = [
         Example(encode_source(t, ckpt.src_vocab, data), encode_target([], ckpt.tgt_vocab, data))
         for t in tokens

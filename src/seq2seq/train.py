@@ -30,7 +30,7 @@ from seq2seq import checkpoint, resume
 from seq2seq.config import Config, TrainConfig, config_to_dict
 from seq2seq.data.batching import Batch, bucket_batches, iterate, padding_share
 from seq2seq.data.dataset import build_vocabs, load_split, numericalize
-from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.data.tokenizer import tokenizer_for
 from seq2seq.data.vocab import model_sizes
 from seq2seq.decode import DecodeSettings
 from seq2seq.device import autocast, pick_device, pick_precision
@@ -124,7 +124,7 @@ class Trainer:
             train_split, self.src_vocab, self.tgt_vocab, data, limit=data.train_limit
         )
         self.valid_examples = numericalize(self.valid_split, self.src_vocab, self.tgt_vocab, data)
-        self.tgt_tokenizer = Tokenizer(data.tgt_lang, lowercase=data.lowercase)
+        self.tgt_tokenizer = tokenizer_for(data, "tgt", self.tgt_vocab)
 
         sizes = model_sizes(self.src_vocab, self.tgt_vocab)
         self.model = build_model(config.model, **sizes).to(self.device)

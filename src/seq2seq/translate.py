@@ -8,7 +8,7 @@ import torch
 
 from seq2seq.checkpoint import Checkpoint
 from seq2seq.data.dataset import Example, encode_source, encode_target
-from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.data.tokenizer import tokenizer_for
 from seq2seq.decode import DecodeSettings, decode_examples, score_examples
 from seq2seq.search import Scored
 
@@ -23,8 +23,8 @@ class Translator:
         self.device = device
         self.settings = settings
         data = ckpt.config.data
-        self.src_tokenizer = Tokenizer(data.src_lang, lowercase=data.lowercase)
-        self.tgt_tokenizer = Tokenizer(data.tgt_lang, lowercase=data.lowercase)
+        self.src_tokenizer = tokenizer_for(data, "src", ckpt.src_vocab)
+        self.tgt_tokenizer = tokenizer_for(data, "tgt", ckpt.tgt_vocab)
 
     def nbest(self, lines: list[str]) -> list[list[tuple[str, Scored]]]:
         """n_best (translation, hypothesis) pairs per line, best first. A line without text

@@ -2,7 +2,9 @@
 
 Tokenizing Multi30k with spaCy takes most of a minute; the tokens of each file are cached
 (keyed by the file's SHA-256 and the tokenizer settings), so a second run starts in seconds.
-Numericalizing against a vocabulary is cheap and is done on every run.
+SentencePiece models are cached too (keyed by their training text and settings), and so are
+the pieces of each file (keyed by the model's bytes). Numericalizing against a vocabulary is
+cheap and is done on every run.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import spacy
-
 from seq2seq.config import DataConfig
-from seq2seq.data.corpus import cache_dir, data_dirs, locate_split, read_parallel
-from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.data import subword
+from seq2seq.data.corpus import ParallelText, cache_dir, data_dirs, locate_split, read_parallel
+from seq2seq.data.tokenizer import (
+    SentencePieceTokenizer,
+    Tokenizer,
+    sentencepiece_input,
+    tokenizer_for,
+)
 from seq2seq.data.vocab import Vocab
 
 log = logging.getLogger(__name__)
@@ -60,30 +66,44 @@ def split_prefix(config: DataConfig, name: str) -> str:
     return aliases.get(name, name)
 
 
-def load_split(config: DataConfig, name: str, data_dir: str | None = None) -> Split:
+def load_split(
+    config: DataConfig,
+    name: str,
+    data_dir: str | None = None,
+    *,
+    vocabs: tuple[Vocab, Vocab] | None = None,
+) -> Split:
     """The split `name`. The training split drops pairs with an empty side; every other split
-    keeps all its lines, so that BLEU is computed on the whole, official reference set."""
+    keeps all its lines, so that BLEU is computed on the whole, official reference set.
+
+    SentencePiece cuts the text with the models of `vocabs` (a checkpoint's) or, without them,
+    with the models trained on the training split (cached after the first time)."""
     prefix = split_prefix(config, name)
-    langs = (config.src_lang, config.tgt_lang)
-    src_path, tgt_path = locate_split(
-        prefix, langs, data_dirs(data_dir or config.dir), config.corpus
-    )
-    text = read_parallel(src_path, tgt_path, skip_empty=name == "train")
-    src_tokens = _tokenize_cached(
-        text.src, src_path, Tokenizer(config.src_lang, lowercase=config.lowercase)
-    )
-    tgt_tokens = _tokenize_cached(
-        text.tgt, tgt_path, Tokenizer(config.tgt_lang, lowercase=config.lowercase)
-    )
-    return Split(prefix, text.src, text.tgt, src_tokens, tgt_tokens, src_path, tgt_path)
+    text = _read(config, prefix, data_dir, skip_empty=name == "train")
+    if vocabs is None and config.tokenizer == "sentencepiece":
+        vocabs = (
+            _subword_vocabs(config, text) if name == "train" else subword_vocabs(config, data_dir)
+        )
+    src_vocab, tgt_vocab = vocabs or (None, None)
+    src_tokens = _tokenize_cached(text.src, text.src_path, tokenizer_for(config, "src", src_vocab))
+    tgt_tokens = _tokenize_cached(text.tgt, text.tgt_path, tokenizer_for(config, "tgt", tgt_vocab))
+    return Split(prefix, text.src, text.tgt, src_tokens, tgt_tokens, text.src_path, text.tgt_path)
 
 
 def build_vocabs(config: DataConfig, train: Split) -> tuple[Vocab, Vocab]:
+    """Vocabularies from the training split only (its first `data.train_limit` pairs): spaCy
+    tokens counted, or the pieces of the SentencePiece models trained on its text."""
+    if config.tokenizer == "sentencepiece":
+        text = ParallelText(train.src_text, train.tgt_text, train.src_path, train.tgt_path)
+        return _subword_vocabs(config, text)
     limit = config.train_limit
-    return tuple(
-        Vocab.build(tokens[:limit], min_freq=config.min_freq, max_size=config.max_size)
-        for tokens in (train.src_tokens, train.tgt_tokens)
-    )
+    sides = (train.src_tokens[:limit], train.tgt_tokens[:limit])
+    if config.joint_vocab:
+        sides = (sides[0] + sides[1],)
+    vocabs = [
+        Vocab.build(tokens, min_freq=config.min_freq, max_size=config.max_size) for tokens in sides
+    ]
+    return vocabs[0], vocabs[-1]
 
 
 def encode_source(tokens: list[str], vocab: Vocab, config: DataConfig) -> list[int]:
@@ -107,12 +127,69 @@ def numericalize(
     ]
 
 
-def _tokenize_cached(lines: list[str], path: Path, tokenizer: Tokenizer) -> list[list[str]]:
+def _read(
+    config: DataConfig, prefix: str, data_dir: str | None, *, skip_empty: bool
+) -> ParallelText:
+    langs = (config.src_lang, config.tgt_lang)
+    src_path, tgt_path = locate_split(
+        prefix, langs, data_dirs(data_dir or config.dir), config.corpus
+    )
+    return read_parallel(src_path, tgt_path, skip_empty=skip_empty)
+
+
+def subword_vocabs(config: DataConfig, data_dir: str | None = None) -> tuple[Vocab, Vocab]:
+    """The SentencePiece vocabularies the config trains on its training split (cached)."""
+    return _subword_vocabs(config, _read(config, config.train, data_dir, skip_empty=True))
+
+
+def _subword_vocabs(config: DataConfig, train: ParallelText) -> tuple[Vocab, Vocab]:
+    """The SentencePiece vocabularies of the training text's first `data.train_limit` pairs:
+    one model for both sides with `data.joint_vocab`, else one each."""
+    limit = config.train_limit
+    src = _subword_text(config, train.src[:limit], train.src_path, config.src_lang)
+    tgt = _subword_text(config, train.tgt[:limit], train.tgt_path, config.tgt_lang)
+    if config.joint_vocab:
+        joint = _train_cached(config, src + tgt, f"{config.src_lang}+{config.tgt_lang}")
+        return joint, joint
+    return _train_cached(config, src, config.src_lang), _train_cached(config, tgt, config.tgt_lang)
+
+
+def _subword_text(config: DataConfig, lines: list[str], path: Path, lang: str) -> list[str]:
+    """What SentencePiece trains on; spaCy's tokens, where it reads them, come from the cache."""
+    words = None
+    if config.sp_pretokenize:
+        words = _tokenize_cached(lines, path, Tokenizer(lang, lowercase=config.lowercase))
+    return sentencepiece_input(lines, lowercase=config.lowercase, words=words)
+
+
+def _train_cached(config: DataConfig, lines: list[str], name: str) -> Vocab:
+    settings = {"model_type": config.sp_model_type, "vocab_size": config.vocab_size}
+    digest = hashlib.sha256("\n".join(lines).encode())
+    digest.update(f"{CACHE_FORMAT}|{subword.cache_key(**settings)}".encode())
+    cache_file = cache_dir() / "subword" / f"{digest.hexdigest()[:32]}.model"
+    if cache_file.is_file():
+        try:
+            return subword.subword_vocab(cache_file.read_bytes())
+        except (OSError, ValueError):
+            pass  # A damaged cache entry is trained again below.
+    log.info(
+        "training a SentencePiece %s model of %d pieces on %d lines of %s (cached for later runs)",
+        config.sp_model_type,
+        config.vocab_size,
+        len(lines),
+        name,
+    )
+    model = subword.train(lines, **settings, name=name)
+    _write_atomic(cache_file, model)
+    return subword.subword_vocab(model)
+
+
+def _tokenize_cached(
+    lines: list[str], path: Path, tokenizer: Tokenizer | SentencePieceTokenizer
+) -> list[list[str]]:
     # Keyed by the lines themselves: the same file paired differently may drop other lines.
     digest = hashlib.sha256("\n".join(lines).encode())
-    digest.update(
-        f"{CACHE_FORMAT}|{tokenizer.lang}|{tokenizer.lowercase}|{spacy.__version__}".encode()
-    )
+    digest.update(f"{CACHE_FORMAT}|{tokenizer.cache_key}".encode())
     cache_file = cache_dir() / "prepared" / f"{digest.hexdigest()[:32]}.json.gz"
     if cache_file.is_file():
         try:
@@ -123,17 +200,23 @@ def _tokenize_cached(lines: list[str], path: Path, tokenizer: Tokenizer) -> list
         except (OSError, ValueError, EOFError):
             pass  # A damaged cache entry is rebuilt below.
     log.info("tokenizing %s (cached for later runs)", path)
-    tokens = tokenizer.tokenize_many(lines)
-    _write_atomic(cache_file, tokens)
+    if isinstance(tokenizer, SentencePieceTokenizer) and tokenizer.pretokenizer:
+        # spaCy's tokens come from their own cache entry, which training has filled.
+        words = _tokenize_cached(lines, path, tokenizer.pretokenizer)
+        prepared = sentencepiece_input(lines, lowercase=tokenizer.lowercase, words=words)
+        tokens = tokenizer.encode(prepared)
+    else:
+        tokens = tokenizer.tokenize_many(lines)
+    _write_atomic(cache_file, gzip.compress(json.dumps(tokens, ensure_ascii=False).encode()))
     return tokens
 
 
-def _write_atomic(path: Path, tokens: list[list[str]]) -> None:
+def _write_atomic(path: Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(handle, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8") as out:
-            json.dump(tokens, out, ensure_ascii=False)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
         os.replace(tmp, path)
     except OSError as error:  # A read-only or full cache only costs speed.
-        log.warning("cannot write the token cache %s: %s", path, error)
+        log.warning("cannot write the cache file %s: %s", path, error)

@@ -1,18 +1,43 @@
-"""Word tokenization with spaCy's rule-based tokenizers, and Moses-style detokenization.
+"""Tokenizers: spaCy words with Moses-style detokenization, or SentencePiece subword pieces.
 
 `spacy.blank(lang)` holds the same tokenizer rules as the tutorial's `de_core_news_sm` and
 `en_core_web_sm` pipelines, without downloading a model. Whitespace tokens (spaCy's token for a
 double space or a tab) are kept, as the tutorial keeps them; this is what makes its vocabulary
 sizes (7,853 de, 5,893 en) come out exactly.
+
+A SentencePiece tokenizer needs its model, which its vocabulary carries (training it is
+data/subword.py's business). `tokenizer_for` is the one place that picks the tokenizer a
+config asks for.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import unicodedata
+from typing import Literal
 
+import sentencepiece
 import spacy
 from sacremoses import MosesDetokenizer
+
+from seq2seq.config import DataConfig
+from seq2seq.data.vocab import Vocab
+
+
+def tokenizer_for(
+    data: DataConfig, side: Literal["src", "tgt"], vocab: Vocab | None = None
+) -> Tokenizer | SentencePieceTokenizer:
+    """The tokenizer of one side of a config. SentencePiece needs `vocab`, the side's
+    vocabulary (a checkpoint's, or one trained on the training split), for its model."""
+    lang = data.src_lang if side == "src" else data.tgt_lang
+    if data.tokenizer == "spacy":
+        return Tokenizer(lang, lowercase=data.lowercase)
+    if vocab is None or vocab.subword_model is None:
+        raise ValueError(f"a SentencePiece tokenizer needs the {side} vocabulary of its model")
+    return SentencePieceTokenizer(
+        lang, vocab.subword_model, lowercase=data.lowercase, pretokenize=data.sp_pretokenize
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -33,6 +58,11 @@ class Tokenizer:
         self._spacy = _spacy_tokenizer(lang)
         self._detokenizer = MosesDetokenizer(lang=lang)
 
+    @property
+    def cache_key(self) -> str:
+        """Everything the tokens of a text depend on, for the token cache."""
+        return f"{self.lang}|{self.lowercase}|{spacy.__version__}"
+
     def __call__(self, text: str) -> list[str]:
         return self.tokenize_many([text])[0]
 
@@ -44,6 +74,10 @@ class Tokenizer:
             tokens = [token.text for token in doc] if doc.text.strip() else []
             out.append([t.lower() for t in tokens] if self.lowercase else tokens)
         return out
+
+    def join(self, tokens: list[str]) -> str:
+        """The tokens as text without detokenization rules: joined by spaces."""
+        return " ".join(tokens)
 
     def detokenize(self, tokens: list[str]) -> str:
         """Text from tokens: first undo the splits spaCy makes inside words, then let Moses
@@ -94,6 +128,75 @@ class Tokenizer:
         """Whether this language's tokenizer splits `left-right` after `left` and its hyphen
         (what follows may split further: French `chef - d' œuvre`)."""
         return left[-1:].isalnum() and _tokens(self.lang, f"{left}-{right}")[:2] == (left, "-")
+
+
+class SentencePieceTokenizer:
+    """Cuts text into SentencePiece pieces and decodes pieces back into text.
+
+    SentencePiece reads the text NFC-normalised, with control characters as spaces and
+    lowercased if `lowercase` (see `sentencepiece_input`); it normalises nothing more itself (its
+    `identity` rule) but spaces: runs of spaces become one, and leading and trailing spaces go.
+    Decoding the pieces of a text gives back exactly the text it read, so detokenization is
+    exact by construction. With `pretokenize` it reads spaCy's tokens joined by spaces instead,
+    and its decoded output is detokenized by Moses rules, as the spaCy tokenizer's is."""
+
+    def __init__(
+        self, lang: str, model: bytes, *, lowercase: bool = True, pretokenize: bool = False
+    ):
+        self.lang = lang
+        self.lowercase = lowercase
+        self.model = model
+        self.pretokenizer = Tokenizer(lang, lowercase=lowercase) if pretokenize else None
+        self._processor = processor(model)
+
+    @property
+    def cache_key(self) -> str:
+        words = self.pretokenizer.cache_key if self.pretokenizer else "raw"
+        digest = hashlib.sha256(self.model).hexdigest()[:32]
+        return f"sentencepiece|{digest}|{self.lowercase}|{words}|{sentencepiece.__version__}"
+
+    def __call__(self, text: str) -> list[str]:
+        return self.tokenize_many([text])[0]
+
+    def tokenize_many(self, texts: list[str]) -> list[list[str]]:
+        words = self.pretokenizer.tokenize_many(texts) if self.pretokenizer else None
+        return self.encode(sentencepiece_input(texts, lowercase=self.lowercase, words=words))
+
+    def encode(self, prepared: list[str]) -> list[list[str]]:
+        """The pieces of text prepared by `sentencepiece_input`."""
+        return self._processor.encode(prepared, out_type=str)
+
+    def join(self, pieces: list[str]) -> str:
+        """The text the pieces spell: with `pretokenize`, spaCy's tokens joined by spaces."""
+        # By id: decoding piece strings would keep an unknown piece's "▁" as it is.
+        return self._processor.decode([self._processor.piece_to_id(p) for p in pieces])
+
+    def detokenize(self, pieces: list[str]) -> str:
+        text = self.join(pieces)
+        if self.pretokenizer:
+            return self.pretokenizer.detokenize(text.split(" "))
+        return text
+
+
+def sentencepiece_input(
+    texts: list[str], *, lowercase: bool, words: list[list[str]] | None = None
+) -> list[str]:
+    """What SentencePiece reads, when it is trained and when it cuts: spaCy's `words` of each
+    text joined by spaces where given (`data.sp_pretokenize`), else each text NFC-normalised,
+    with control characters as spaces, and lowercased if `lowercase`."""
+    if words is not None:
+        return [" ".join(tokens) for tokens in words]
+    cleaned = (_clean(text) for text in texts)
+    return [text.lower() for text in cleaned] if lowercase else list(cleaned)
+
+
+@functools.lru_cache(maxsize=8)
+def processor(model: bytes) -> sentencepiece.SentencePieceProcessor:
+    """A SentencePiece model from its serialized bytes; ValueError if they are not one."""
+    try:
+        return sentencepiece.SentencePieceProcessor(model_proto=model)
+    except (RuntimeError, OSError, TypeError) as error:
+        raise ValueError(f"not a SentencePiece model ({' '.join(str(error).split())})") from None
 
 
 APOSTROPHES = ("'", "’")

@@ -10,9 +10,14 @@ SPECIALS = (UNK, PAD, SOS, EOS)
 
 
 class Vocab:
-    """Specials first (`<unk>`=0, `<pad>`=1, `<sos>`=2, `<eos>`=3), then tokens by frequency."""
+    """Specials first (`<unk>`=0, `<pad>`=1, `<sos>`=2, `<eos>`=3), then tokens by frequency.
 
-    def __init__(self, tokens: list[str]):
+    A SentencePiece vocabulary is its model's pieces in the model's id order (the model puts the
+    specials at 0-3 too, so a piece's index is its SentencePiece id) and carries the model
+    itself, serialized, as `subword_model`: the pieces are nothing without the model that cuts
+    text into them, and two vocabularies are equal only if their models are."""
+
+    def __init__(self, tokens: list[str], *, subword_model: bytes | None = None):
         if tuple(tokens[: len(SPECIALS)]) != SPECIALS:
             raise ValueError(f"a vocabulary must start with {SPECIALS}, got {tokens[:4]}")
         if len(set(tokens)) != len(tokens):
@@ -20,6 +25,7 @@ class Vocab:
         self.itos = list(tokens)
         self.stoi = {token: index for index, token in enumerate(self.itos)}
         self.unk, self.pad, self.sos, self.eos = (self.stoi[s] for s in SPECIALS)
+        self.subword_model = subword_model
 
     @classmethod
     def build(
@@ -40,7 +46,11 @@ class Vocab:
         return len(self.itos)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocab) and self.itos == other.itos
+        return (
+            isinstance(other, Vocab)
+            and self.itos == other.itos
+            and self.subword_model == other.subword_model
+        )
 
     def encode(self, tokens: list[str]) -> list[int]:
         return [self.stoi.get(token, self.unk) for token in tokens]
