@@ -167,6 +167,8 @@ class TrainConfig:
     max_length_b: int = 10
     # CPU threads for PyTorch; None keeps PyTorch's choice.
     num_threads: int | None = None
+    # Also write every logged figure as TensorBoard scalars under runs/NAME/tensorboard/.
+    tensorboard: bool = False
 
 
 @dataclass(frozen=True)

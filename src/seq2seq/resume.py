@@ -33,6 +33,7 @@ RESUMABLE_CHANGES = {
     "name",
     "output_dir",
     "model.cpu_fast_path",
+    "train.tensorboard",
 }
 
 

@@ -37,6 +37,7 @@ from seq2seq.device import autocast, pick_device, pick_precision
 from seq2seq.errors import TrainingDiverged, TrainingInterrupted
 from seq2seq.evaluate import evaluate_examples, perplexity
 from seq2seq.models import build_model
+from seq2seq.tensorboard import ScalarLog
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class Trainer:
         self.config = config
         self.run_dir = config.run_dir
         resume.check_run_dir(config)
+        self.scalars = ScalarLog(self.run_dir, config.train.tensorboard)
         seed_everything(config.seed)
         if config.train.num_threads:
             torch.set_num_threads(config.train.num_threads)
@@ -180,13 +182,14 @@ class Trainer:
                     progress.position = 0
                 self._save(record)
                 self._log(record)
+        self.scalars.close()
         return record
 
     def _prepare_run_dir(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not self.config.resume:  # overwrite=true: the replaced run goes, all of it
             (self.run_dir / "log.jsonl").unlink(missing_ok=True)
-            for name in ("best", "last"):
+            for name in ("best", "last", "tensorboard"):
                 shutil.rmtree(self.run_dir / name, ignore_errors=True)
             for kept in checkpoint.epoch_checkpoints(self.run_dir):
                 shutil.rmtree(kept)
@@ -408,6 +411,7 @@ class Trainer:
     def _log(self, record: dict) -> None:
         with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
+        self.scalars.write(record)
         tqdm.write(
             f"epoch {record['epoch']:>3} | train loss {record['train_loss']:.3f} "
             f"ppl {record['train_ppl']:7.2f} | val loss {record['val_loss']:.3f} "

@@ -1,0 +1,43 @@
+"""train.tensorboard: every logged figure of every epoch as a TensorBoard scalar, and one clear
+line when the package is missing."""
+
+from __future__ import annotations
+
+import builtins
+import json
+
+import pytest
+from conftest import CONFIGS, assert_error, cli
+
+
+def test_every_logged_figure_becomes_a_scalar_per_epoch(tmp_path, multi30k_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    argv = ["train", CONFIGS / "tiny.yaml", f"output_dir={tmp_path}", f"data.dir={multi30k_dir}"]
+    assert cli([*argv, "data.train_limit=200", "train.epochs=2", "train.tensorboard=true"]) == 0
+    run = tmp_path / "tiny"
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    for key in ("train_loss", "val_loss", "val_bleu", "val_chrf", "lr", "tokens_per_second"):
+        scalars = events.Scalars(key)
+        assert [s.step for s in scalars] == [1, 2]
+        assert [s.value for s in scalars] == pytest.approx([r[key] for r in records], rel=1e-6)
+    assert "best" not in events.Tags()["scalars"]  # a boolean, not a figure
+
+
+def test_asking_for_tensorboard_without_the_package_is_one_line(
+    tmp_path, multi30k_dir, capsys, monkeypatch
+):
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    argv = ["train", CONFIGS / "tiny.yaml", f"output_dir={tmp_path}", f"data.dir={multi30k_dir}"]
+    code = cli([*argv, "data.train_limit=50", "train.tensorboard=true"])
+    assert_error(capsys, code, "train.tensorboard=true needs the tensorboard package")
+    assert not (tmp_path / "tiny" / "last").exists()
