@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--targets", type=float, nargs="+", default=[13.8, 30.0])
     parser.add_argument("--split", default="test")
+    parser.add_argument("--all", action="store_true", help="evaluate every epoch anyway")
     args = parser.parse_args()
     device = torch.device("cpu")
     for run in args.runs:
@@ -48,6 +49,8 @@ def main() -> None:
             for target in args.targets:
                 if bleu >= target and target not in reached:
                     reached[target] = (epoch, minutes)
+            if len(reached) == len(args.targets) and not args.all:
+                break  # every target reached: later epochs cannot be earlier
         for target in args.targets:
             if target in reached:
                 epoch, minutes = reached[target]
