@@ -2,7 +2,8 @@
 their text alone, whatever they were batched with; every bad request gets its 4xx and the
 server still serves after it; models are served side by side and as an ensemble; a real
 server process finishes a request in flight on SIGTERM or Ctrl-C and exits 0; a port in use is
-one line; and the web page translates in a real headless Chromium."""
+one line; attention models answer with the attention maps the Python API gives; and the web
+page translates, and draws those maps, in a real headless Chromium."""
 
 from __future__ import annotations
 
