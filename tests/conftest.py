@@ -64,14 +64,44 @@ def assert_error(capsys, code: int, *fragments: str) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """configs/tiny.yaml on 500 Multi30k pairs for one epoch, trained once for the session:
-    a real run directory (log.jsonl, best/) for the commands that read one."""
+def train_briefly(tmp_path_factory, config: str, *overrides: str, pairs: int = 500) -> Path:
+    """A config trained on the first `pairs` Multi30k pairs for one epoch: a real run directory
+    (log.jsonl, best/) for the commands that read one."""
     if not (MULTI30K / "train.de.gz").is_file():
         pytest.fail(f"shared Multi30k data not found at {MULTI30K}; set SEQ2SEQ_TEST_DATA")
-    output_dir = tmp_path_factory.mktemp("tiny-run")
-    argv = ["train", CONFIGS / "tiny.yaml", f"output_dir={output_dir}", f"data.dir={MULTI30K}"]
+    output_dir = tmp_path_factory.mktemp("run")
+    argv = ["train", CONFIGS / config, f"output_dir={output_dir}", f"data.dir={MULTI30K}"]
+    argv += [f"data.train_limit={pairs}", "train.epochs=1", *overrides]
     with isolated(tmp_path_factory.getbasetemp() / "cache"):
-        assert cli([*argv, "data.train_limit=500", "train.epochs=1"]) == 0
-    return output_dir / "tiny"
+        assert cli(argv) == 0
+    return output_dir / next(p.name for p in output_dir.iterdir())
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """configs/tiny.yaml on 500 Multi30k pairs for one epoch, trained once for the session."""
+    return train_briefly(tmp_path_factory, "tiny.yaml")
+
+
+# Validation BLEU decodes at most 5 tokens a sentence: the attention runs' epochs stay short.
+SHORT_VALIDATION = ("train.max_length_a=0", "train.max_length_b=5")
+
+
+@pytest.fixture(scope="session")
+def attention_run(tmp_path_factory) -> Path:
+    """configs/tiny.yaml as an RNN attention model (reading its source reversed, as tiny.yaml
+    does), on 300 pairs for one epoch."""
+    overrides = ("model.type=attention", "name=attention", *SHORT_VALIDATION)
+    return train_briefly(tmp_path_factory, "tiny.yaml", *overrides, pairs=300)
+
+
+@pytest.fixture(scope="session")
+def transformer_run(tmp_path_factory) -> Path:
+    """configs/transformer.yaml shrunk to one layer each way, 2 heads and d_model 32, at a
+    constant learning rate, on 300 pairs for one epoch. (tiny.yaml cannot become a
+    Transformer by overrides: its model keys belong to the RNNs.)"""
+    shrunk = ["model.d_model=32", "model.heads=2", "model.ff_size=64"]
+    shrunk += ["model.encoder_layers=1", "model.decoder_layers=1", "train.keep_checkpoints=0"]
+    shrunk += ["train.batch_size=64", "train.lr_schedule=constant", "train.lr=0.003"]
+    shrunk += SHORT_VALIDATION
+    return train_briefly(tmp_path_factory, "transformer.yaml", *shrunk, pairs=300)

@@ -2,7 +2,8 @@
 their text alone, whatever they were batched with; every bad request gets its 4xx and the
 server still serves after it; models are served side by side and as an ensemble; a real
 server process finishes a request in flight on SIGTERM or Ctrl-C and exits 0; a port in use is
-one line; and the web page translates in a real headless Chromium."""
+one line; attention models answer with the attention maps the Python API gives; and the web
+page translates, and draws those maps, in a real headless Chromium."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import uvicorn
 from conftest import MULTI30K, ROOT, assert_error, cli
 
 from seq2seq import checkpoint
+from seq2seq.alignment import attention_maps
 from seq2seq.decode import DecodeSettings
 from seq2seq.errors import Seq2SeqError
 from seq2seq.server.app import build_app
@@ -61,6 +63,13 @@ def alone(paths: list[Path], lines: list[str], beam_size: int = 5, n_best: int =
     """What the CLI's Translator gives for these lines, decoded by themselves."""
     ckpt = checkpoint.load_ensemble(paths, CPU)
     return Translator(ckpt, CPU, DecodeSettings(beam_size=beam_size, n_best=n_best)).nbest(lines)
+
+
+def maps_alone(path: Path, lines: list[str], beam_size: int = 5):
+    """The attention maps the Python API gives for these lines, decoded by themselves."""
+    translator = Translator(checkpoint.load(path, CPU), CPU, DecodeSettings(beam_size=beam_size))
+    best = [hypotheses[0] for hypotheses in translator.nbest(lines)]
+    return attention_maps(translator, lines, best)
 
 
 @pytest.fixture(scope="module")
@@ -352,7 +361,16 @@ BAD = [
         "/translate",
         {"text": ["a"], "attention": True},
         422,
-        "model 'golden' has no attention",
+        "model 'golden' has no attention; ask for attention only from one model of "
+        "model.type=attention or transformer",
+    ),
+    (
+        "attention from an ensemble",
+        "POST",
+        "/translate",
+        {"text": ["a"], "attention": True, "model": "pair"},
+        422,
+        "model 'pair' has no attention",
     ),
     ("an unknown path", "GET", "/nope", None, 404, "no such path /nope; this server has GET /"),
     ("GET /translate", "GET", "/translate", None, 405, "GET is not allowed on /translate"),
@@ -486,34 +504,121 @@ def test_a_signal_finishes_the_request_in_flight_then_exits_0(sig):
     assert "Traceback" not in "".join(seen)
 
 
-# The web page, in a real browser.
+# Attention models.
+
+
+@pytest.fixture(scope="module")
+def attentive_server(attention_run, transformer_run):
+    """An RNN attention model (the default), a Transformer and the golden LSTM."""
+    specs = parse_specs(
+        [f"attention={attention_run}", f"transformer={transformer_run}", str(GOLDEN)]
+    )
+    with running(load_models(specs, CPU), SETTINGS) as url:
+        yield url
 
 
 @pytest.mark.slow
-def test_the_web_page_translates_in_a_real_browser(server, sentences):
+def test_attention_models_answer_with_the_maps_of_their_translations(
+    attentive_server, attention_run, transformer_run, sentences
+):
+    with httpx.Client(base_url=attentive_server, timeout=60) as client:
+        info = client.get("/models").json()
+        served = {model["name"]: model["attention"] for model in info["models"]}
+        assert served == {"attention": True, "transformer": True, "golden": False}
+        text = [sentences[0], "", sentences[1]]
+        for name, path in (("attention", attention_run), ("transformer", transformer_run)):
+            body = {"text": text, "model": name, "attention": True, "n_best": 2}
+            response = client.post("/translate", json=body)
+            assert response.status_code == 200, response.text
+            answer, expected = response.json(), maps_alone(path, text)
+            assert answer["translations"] == [found.translation for found in expected]
+            assert [len(hyps) for hyps in answer["nbest"]] == [2, 2, 2]
+            for got, wanted in zip(answer["attention"], expected, strict=True):
+                assert set(got) == {"source_tokens", "target_tokens", "weights"}
+                assert got["source_tokens"] == wanted.source_tokens
+                assert got["target_tokens"] == wanted.target_tokens
+                weights = torch.tensor(got["weights"])
+                assert torch.allclose(weights, torch.tensor(wanted.weights), atol=1e-5)
+                assert torch.allclose(weights.sum(-1), torch.ones(len(weights)), atol=1e-5)
+            assert answer["attention"][1] == {
+                "source_tokens": [],
+                "target_tokens": [],
+                "weights": [],
+            }
+            plain = client.post("/translate", json={"text": text, "model": name}).json()
+            assert plain == {"model": name, "translations": answer["translations"]}
+        refused = client.post(
+            "/translate", json={"text": ["a"], "model": "golden", "attention": True}
+        )
+        assert refused.status_code == 422 and "has no attention" in refused.json()["error"]
+
+
+# The web page, in a real browser.
+
+
+@contextlib.contextmanager
+def browser_page():
+    """A page in headless Chromium; without Playwright or Chromium, a failure saying how to
+    install them, never a skip."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail(f"the web page test needs Playwright: {HOW_TO_INSTALL}")
     if not CHROMIUM.is_file():
         pytest.fail(f"the web page test needs Chromium, not found at {CHROMIUM}: {HOW_TO_INSTALL}")
-    text = sentences[:2]
-    expected = "\n".join(hyps[0][0] for hyps in alone([GOLDEN], text, beam_size=3))
-    assert expected.strip(), "pick sentences with a non-empty translation"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
-            page.goto(server + "/")
-            page.wait_for_function("document.getElementById('model').options.length === 3")
-            page.fill("#source", "\n".join(text))
-            page.fill("#beam", "3")
-            page.click("#translate")
-            page.wait_for_function("document.getElementById('translation').textContent !== ''")
-            assert page.text_content("#translation") == expected
-            page.fill("#beam", "13")  # refused by the server: the page shows why
-            page.click("#translate")
-            page.wait_for_function("document.getElementById('error').textContent !== ''")
-            assert "beam_size must be between 1 and 12" in page.text_content("#error")
+            yield browser.new_page()
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_the_web_page_translates_in_a_real_browser(server, sentences):
+    text = sentences[:2]
+    expected = "\n".join(hyps[0][0] for hyps in alone([GOLDEN], text, beam_size=3))
+    assert expected.strip(), "pick sentences with a non-empty translation"
+    with browser_page() as page:
+        page.goto(server + "/")
+        page.wait_for_function("document.getElementById('model').options.length === 3")
+        page.fill("#source", "\n".join(text))
+        page.fill("#beam", "3")
+        page.click("#translate")
+        page.wait_for_function("document.getElementById('translation').textContent !== ''")
+        assert page.text_content("#translation") == expected
+        assert page.query_selector_all("#attention svg") == []  # an LSTM has no map
+        page.fill("#beam", "13")  # refused by the server: the page shows why
+        page.click("#translate")
+        page.wait_for_function("document.getElementById('error').textContent !== ''")
+        assert "beam_size must be between 1 and 12" in page.text_content("#error")
+
+
+@pytest.mark.slow
+def test_the_web_page_draws_the_attention_map_of_an_attention_model(
+    attentive_server, attention_run, sentences
+):
+    text = sentences[:2]
+    expected = maps_alone(attention_run, text)
+    lstm = "\n".join(hyps[0][0] for hyps in alone([GOLDEN], text))
+    with browser_page() as page:
+        page.goto(attentive_server + "/")
+        page.wait_for_function("document.getElementById('model').options.length === 3")
+        page.fill("#source", "\n".join(text))
+        page.click("#translate")  # the default model, the attention one
+        page.wait_for_function("document.querySelectorAll('#attention svg').length === 2")
+        assert page.text_content("#translation") == "\n".join(m.translation for m in expected)
+        for svg, wanted in zip(page.query_selector_all("#attention svg"), expected, strict=True):
+            labels = [t.text_content() for t in svg.query_selector_all("text.source")]
+            assert labels == wanted.source_tokens
+            labels = [t.text_content() for t in svg.query_selector_all("text.target")]
+            assert labels == wanted.target_tokens
+            cells = [float(c.get_attribute("data-weight")) for c in svg.query_selector_all(".cell")]
+            assert cells == pytest.approx([w for row in wanted.weights for w in row], abs=1e-5)
+            assert svg.bounding_box()["height"] > 24 * len(wanted.target_tokens)  # drawn, shown
+        page.select_option("#model", "golden")  # an LSTM: the translation, and no map
+        page.click("#translate")
+        page.wait_for_function(
+            f"document.getElementById('translation').textContent === {json.dumps(lstm)}"
+        )
+        assert page.query_selector_all("#attention svg") == []

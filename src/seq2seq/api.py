@@ -1,4 +1,5 @@
-"""The Python API: load a model once, then translate, list n-best translations or score.
+"""The Python API: load a model once, then translate, list n-best translations, score, or
+read attention maps.
 
     import seq2seq
     model = seq2seq.load("runs/tutorial")
@@ -14,6 +15,7 @@ import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
+from seq2seq.alignment import AttentionMap, attention_maps, check_attention
 from seq2seq.checkpoint import Checkpoint, load_ensemble
 from seq2seq.decode import DecodeSettings
 from seq2seq.device import pick_device
@@ -95,6 +97,39 @@ class Model:
         out = [[Hypothesis(text, h.log_prob, h.score) for text, h in line] for line in found]
         return out[0] if isinstance(sentences, str) else out
 
+    def attention(
+        self,
+        sentences: str | list[str],
+        *,
+        layer: int | None = None,
+        head: int | None = None,
+        beam_size: int = 1,
+        alpha: float = 0.0,
+        min_length: int = 0,
+        max_length: int | None = None,
+        batch_size: int = 128,
+    ) -> AttentionMap | list[AttentionMap]:
+        """The attention map of each sentence's translation (found as `translate` finds it):
+        an `AttentionMap` of the translation, source and target tokens and the weights, one
+        row per output token. A Transformer's `layer` and `head` pick one (by default the
+        last layer, the mean of its heads); an RNN attention model has one attention."""
+        lines = _sentences(sentences, "sentences")
+        for name, value in (("layer", layer), ("head", head)):
+            if value is not None and not _whole(value):
+                raise Seq2SeqError(f"{name} must be a whole number or None (got {value!r})")
+        check_attention(self.checkpoint)
+        settings = _settings(
+            beam_size=beam_size,
+            alpha=alpha,
+            min_length=min_length,
+            max_length=max_length,
+            batch_size=batch_size,
+        )
+        translator = Translator(self.checkpoint, self.device, settings)
+        best = [hypotheses[0] for hypotheses in translator.nbest(lines)]
+        maps = attention_maps(translator, lines, best, layer=layer, head=head)
+        return maps[0] if isinstance(sentences, str) else maps
+
     def score(
         self, sources: str | list[str], targets: str | list[str], *, batch_size: int = 128
     ) -> float | list[float]:
@@ -163,6 +198,10 @@ def _settings(
     )
 
 
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _at_least(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if not _whole(value) or value < minimum:
         raise Seq2SeqError(f"{name} must be a whole number, at least {minimum} (got {value!r})")

@@ -74,6 +74,17 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="print N hypotheses per input: 'LINE ||| TEXT ||| LOGPROB ||| SCORE'",
     )
+    translate.add_argument(
+        "--attention-plot",
+        metavar="FILE",
+        help="draw the sentence's attention map (.png or .svg); attention models, one sentence",
+    )
+    translate.add_argument(
+        "--layer", type=int, help="with --attention-plot: a Transformer's decoder layer (last)"
+    )
+    translate.add_argument(
+        "--head", type=int, help="with --attention-plot: a Transformer's head (mean of all)"
+    )
     _decoding_options(translate)
 
     score = commands.add_parser("score", help="log-probability of given translations")
@@ -276,6 +287,7 @@ def _evaluate(args) -> int:
 
 
 def _translate(args) -> int:
+    from seq2seq import alignment
     from seq2seq.data.lines import read_lines, read_stdin
     from seq2seq.translate import Translator
 
@@ -292,14 +304,26 @@ def _translate(args) -> int:
         )
     else:
         lines = read_stdin()
+    if args.attention_plot:
+        alignment.check_plot(args.attention_plot, lines)
+    elif args.layer is not None or args.head is not None:
+        raise Seq2SeqError("--layer and --head choose what --attention-plot draws; give it too")
     ckpt = _load(args, device)
+    if args.attention_plot:
+        alignment.check_attention(ckpt)
     translator = Translator(ckpt, device, settings)
+    found = translator.nbest(lines)
+    if args.attention_plot:
+        alignment.plot_attention(
+            translator, lines[0], found[0][0], args.attention_plot, layer=args.layer, head=args.head
+        )
+        print(f"wrote {args.attention_plot}", file=sys.stderr)
     if settings.n_best == 1:
-        outputs = translator.translate(lines)
+        outputs = [hypotheses[0][0] for hypotheses in found]
     else:
         outputs = [
             f"{number} ||| {text} ||| {h.log_prob:.4f} ||| {h.score:.4f}"
-            for number, hypotheses in enumerate(translator.nbest(lines))
+            for number, hypotheses in enumerate(found)
             for text, h in hypotheses
         ]
     _emit(outputs, args.output)

@@ -1,7 +1,7 @@
 """Learning curves: train and validation loss, perplexity and BLEU per epoch, read from each
 run's `log.jsonl`, several runs overlaid, each run's best epoch marked. Also the one way
 figures are written (PNG or SVG by the extension, whole or not at all), which the sentence map
-uses too.
+and the attention maps (alignment.py) use too.
 
 matplotlib is an optional extra (`pip install "seq2seq[plot]"`). Figures are drawn on
 `matplotlib.figure.Figure` with the Agg canvas, never through pyplot, so plotting neither
@@ -49,6 +49,12 @@ def new_figure(**kwargs):
     figure = Figure(**kwargs)
     FigureCanvasAgg(figure)
     return figure
+
+
+def check_figure_output(output: Path) -> None:
+    """Refuse a figure name of an unknown format, and a missing matplotlib, before any work."""
+    figure_format(output)
+    new_figure()
 
 
 def save_figure(figure, output: Path) -> None:
@@ -175,7 +181,6 @@ def run_names(runs: list[str]) -> list[str]:
 def plot_runs(runs: list[str], output: str) -> None:
     """`seq2seq plot`: the learning curves of the runs, overlaid, written to output."""
     output = Path(output)
-    figure_format(output)  # refuse a bad name before reading anything
-    new_figure()  # and say how to get matplotlib before reading anything
+    check_figure_output(output)
     logs = [(name, read_log(Path(run))) for name, run in zip(run_names(runs), runs, strict=True)]
     save_figure(draw_curves(logs), output)

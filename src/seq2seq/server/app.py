@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from seq2seq.alignment import attention_maps
 from seq2seq.decode import DecodeSettings
 from seq2seq.server.batcher import Batcher
 from seq2seq.server.registry import ServedModel
@@ -37,9 +38,15 @@ class TranslateRequest(BaseModel):
 
 
 def build_app(models: dict[str, ServedModel], settings: ServerSettings = ServerSettings()):
-    def decode(key: tuple[str, DecodeSettings], lines: list[str]):
-        name, decode_settings = key
-        return models[name].decoder(decode_settings).nbest(lines)
+    def decode(key: tuple[str, DecodeSettings, bool], lines: list[str]):
+        """Per line, the n-best list and, when asked for, the best translation's attention."""
+        name, decode_settings, attention = key
+        translator = models[name].decoder(decode_settings)
+        nbest = translator.nbest(lines)
+        if not attention:
+            return [(hypotheses, None) for hypotheses in nbest]
+        best = [hypotheses[0] for hypotheses in nbest]
+        return list(zip(nbest, attention_maps(translator, lines, best), strict=True))
 
     batcher = Batcher(
         decode, max_sentences=settings.max_batch_sentences, max_wait=settings.max_wait_ms / 1000
@@ -88,16 +95,27 @@ def build_app(models: dict[str, ServedModel], settings: ServerSettings = ServerS
             log.info(
                 "translate with %s: %s", served.name, json.dumps(request.text, ensure_ascii=False)
             )
+        key = (served.name, decode_settings, request.attention)
         try:
-            nbest = await batcher.submit((served.name, decode_settings), request.text)
+            found = await batcher.submit(key, request.text)
         except Exception:  # the batcher has logged it
             error = {"error": "decoding failed; the server's log says why"}
             return JSONResponse(error, status_code=500)
+        nbest = [hypotheses for hypotheses, _ in found]
         body: dict = {"model": served.name, "translations": [h[0][0] for h in nbest]}
         if request.n_best is not None:
             body["nbest"] = [
                 [{"translation": t, "log_prob": h.log_prob, "score": h.score} for t, h in hyps]
                 for hyps in nbest
+            ]
+        if request.attention:
+            body["attention"] = [
+                {
+                    "source_tokens": found_map.source_tokens,
+                    "target_tokens": found_map.target_tokens,
+                    "weights": found_map.weights,
+                }
+                for _, found_map in found
             ]
         return body
 
@@ -134,7 +152,10 @@ def _check(
             f"n_best must be between 1 and beam_size={request.beam_size} (got {request.n_best})"
         )
     if request.attention and not models[name].attention:
-        _refuse(f"model {name!r} has no attention; ask for attention only from an attention model")
+        _refuse(
+            f"model {name!r} has no attention; ask for attention only from one model of "
+            f"model.type=attention or transformer, not an lstm or an ensemble"
+        )
     return models[name]
 
 

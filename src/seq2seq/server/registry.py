@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from seq2seq import checkpoint
+from seq2seq.alignment import attention_refusal
 from seq2seq.decode import DecodeSettings
 from seq2seq.errors import Seq2SeqError
 from seq2seq.translate import Translator
@@ -33,7 +34,7 @@ class Spec:
 class ServedModel:
     name: str
     translator: Translator
-    attention: bool
+    attention: bool  # whether it draws attention maps: one model of an attention type
 
     def decoder(self, settings: DecodeSettings) -> Translator:
         """The translator with these settings; a shallow copy shares the model and tokenizers,
@@ -83,6 +84,6 @@ def load_models(specs: list[Spec], device: torch.device) -> dict[str, ServedMode
     models = {}
     for spec in specs:
         ckpt = checkpoint.load_ensemble(list(spec.paths), device)
-        # No architecture in this release returns attention weights; attention models will.
-        models[spec.name] = ServedModel(spec.name, Translator(ckpt, device), attention=False)
+        attention = attention_refusal(ckpt) is None
+        models[spec.name] = ServedModel(spec.name, Translator(ckpt, device), attention)
     return models
