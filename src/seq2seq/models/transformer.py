@@ -73,9 +73,13 @@ class TransformerState:
         layers, heads = self.weights.size(0), self.weights.size(2)
         layer = layers - 1 if layer is None else layer
         if not -layers <= layer < layers:
-            raise ValueError(f"layer {layer} does not exist; the decoder has {layers} layers")
+            raise ValueError(
+                f"layer {layer} does not exist; the decoder has {layers} layers (0 to {layers - 1})"
+            )
         if head is not None and not -heads <= head < heads:
-            raise ValueError(f"head {head} does not exist; each layer has {heads} heads")
+            raise ValueError(
+                f"head {head} does not exist; each layer has {heads} heads (0 to {heads - 1})"
+            )
         chosen = self.weights[layer]  # (B, N, S)
         return chosen.mean(dim=1) if head is None else chosen[:, head]
 
