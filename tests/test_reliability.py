@@ -322,10 +322,10 @@ def signal_at_step(monkeypatch, number: int, step: int) -> None:
     as `kill` or Ctrl-C would."""
     real = Trainer._finite
 
-    def finite(self, loss_value, norm):
-        if self.step + 1 == step:
+    def finite(self, step_index, loss_value, norm):
+        if step_index + 1 == step:
             os.kill(os.getpid(), number)
-        return real(self, loss_value, norm)
+        return real(self, step_index, loss_value, norm)
 
     monkeypatch.setattr(Trainer, "_finite", finite)
 
@@ -364,11 +364,11 @@ def test_a_second_ctrl_c_during_the_stopping_save_keeps_the_previous_last(
     pressed = []
     real_finite, real_save_file = Trainer._finite, checkpoint.save_file
 
-    def finite(self, loss_value, norm):
-        if self.step + 1 == 13:
+    def finite(self, step, loss_value, norm):
+        if step + 1 == 13:
             pressed.append(True)
             os.kill(os.getpid(), signal.SIGINT)
-        return real_finite(self, loss_value, norm)
+        return real_finite(self, step, loss_value, norm)
 
     def save_file(tensors, path, *args, **kwargs):
         if pressed:

@@ -100,7 +100,8 @@ def test_training_minimises_the_smoothed_loss_and_reports_plain_cross_entropy(
     plain_grads = torch.autograd.grad(plain, params)
     expected = [p - g for p, g in zip(params, smoothed_grads, strict=True)]
 
-    assert trainer._train_step(batch, epoch_size=1) == pytest.approx(plain.item(), rel=1e-6)
+    trainer._train_step([(0, batch)], batch.num_target_tokens, epoch_size=1)
+    assert trainer._read_steps() == pytest.approx(plain.item(), rel=1e-6)
     for param, value in zip(params, expected, strict=True):
         assert torch.allclose(param, value, atol=1e-6)
     # ... which the plain loss would not have done:
@@ -127,7 +128,7 @@ def test_auto_precision_is_bfloat16_on_cpus_with_amx_only(monkeypatch, amx, expe
         assert pick_precision(name, torch.device("cpu")) == name
 
 
-@pytest.mark.parametrize("bf16, expected", [(True, "bfloat16"), (False, "float32")])
+@pytest.mark.parametrize("bf16, expected", [(True, "bfloat16"), (False, "float16")])
 def test_auto_precision_on_gpus_follows_bfloat16_support(monkeypatch, bf16, expected):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
     assert pick_precision("auto", torch.device("cuda")) == expected

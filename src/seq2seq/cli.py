@@ -239,11 +239,13 @@ def _load(args, device):
 
 
 def _train(args) -> int:
+    from seq2seq import distributed
     from seq2seq.config import load_config
     from seq2seq.train import train
 
     run_dir = train(load_config(args.config, args.overrides))
-    print(f"trained: {run_dir}/best (evaluate with: seq2seq evaluate {run_dir} --split test)")
+    if distributed.is_main():
+        print(f"trained: {run_dir}/best (evaluate with: seq2seq evaluate {run_dir} --split test)")
     return 0
 
 

@@ -157,9 +157,18 @@ class TrainConfig:
     patience: int | None = None
     # Also keep the last N epochs' checkpoints as epoch-K/ (for `seq2seq average`); 0: none.
     keep_checkpoints: int = 0
-    # "auto": bfloat16 autocast where it pays off (CPUs with AMX, GPUs with bfloat16), else
-    # float32; see pick_precision in device.py.
-    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    # Batches whose gradients add up to one update (gradient accumulation): the update of a
+    # batch K times larger. With N processes, each update covers N x accumulate batches.
+    accumulate: int = 1
+    # "auto": bfloat16 autocast where it pays off (CPUs with AMX, GPUs with bfloat16), float16
+    # with a gradient scaler on GPUs without bfloat16, else float32; see device.py.
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # Read the running loss and the non-finite-step guard every N steps (one host sync each);
+    # None: every step on CPUs, where it costs nothing, every 50 on GPUs.
+    sync_every: int | None = None
+    # With several processes: seconds a process waits for the others at a collective (process
+    # 0's validation and save included) before it gives up.
+    distributed_timeout: float = 1800.0
     # Validation BLEU's beam size (1: greedy) and length limit: at most
     # max_length_a * source length + max_length_b tokens.
     valid_beam_size: int = 1
@@ -415,6 +424,13 @@ def _check_values(config: Config) -> list[str]:
         ),
         ("train.keep_checkpoints", config.train.keep_checkpoints >= 0, "0 or more"),
         ("train.valid_beam_size", config.train.valid_beam_size >= 1, "at least 1"),
+        ("train.accumulate", config.train.accumulate >= 1, "at least 1"),
+        (
+            "train.sync_every",
+            config.train.sync_every is None or config.train.sync_every >= 1,
+            "at least 1 (or null: every step on CPUs, every 50 on GPUs)",
+        ),
+        ("train.distributed_timeout", config.train.distributed_timeout > 0, "positive"),
         (
             "train.num_threads",
             config.train.num_threads is None or config.train.num_threads >= 1,

@@ -42,12 +42,18 @@ def pick_precision(name: str, device: torch.device, model_type: str = "lstm") ->
     and float32 elsewhere. On a CPU with AMX a full tutorial epoch took 74 s against 138 s in
     float32, and the tutorial run's test BLEU was within seed noise of float32's (README,
     Results); the attention models train 1.3-1.6x faster in it there too. GPUs that support
-    bfloat16 get it for every model. CPUs without AMX emulate bfloat16 or barely speed it up,
-    and MPS autocast support varies, so they keep float32."""
+    bfloat16 get it for every model, older GPUs float16 with a gradient scaler. CPUs without
+    AMX emulate bfloat16 or barely speed it up, and MPS autocast support varies, so they keep
+    float32. float16 is for CUDA alone: CPUs have no fast float16 arithmetic."""
+    if name == "float16" and device.type != "cuda":
+        raise Seq2SeqError(
+            f"train.precision=float16 needs a CUDA GPU (this run is on {device.type}); use "
+            f"bfloat16 or float32"
+        )
     if name != "auto":
         return name
     if device.type == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     if device.type == "cpu" and model_type in CPU_BFLOAT16_TYPES:
         amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
         return "bfloat16" if amx() else "float32"
@@ -56,6 +62,21 @@ def pick_precision(name: str, device: torch.device, model_type: str = "lstm") ->
 
 def autocast(precision: str, device: torch.device):
     """The autocast context for a precision picked by `pick_precision`."""
-    if precision == "bfloat16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision in ("bfloat16", "float16"):
+        return torch.autocast(device.type, dtype=getattr(torch, precision))
     return contextlib.nullcontext()
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
+    """float16's gradient scaler: it scales the loss up so that small gradients do not vanish,
+    skips the update of a step whose gradients overflowed and lowers the scale. Other
+    precisions use it too, with the scale held at 1 (`update(fixed_scale(...))`), for the skip
+    alone: the check stays on the device, so a step needs no host synchronisation to leave a
+    non-finite gradient out."""
+    return torch.amp.GradScaler(device.type, init_scale=2.0**16 if precision == "float16" else 1.0)
+
+
+def fixed_scale(precision: str) -> float | None:
+    """The scale to hold a precision's gradient scaler at after each step: None lets float16's
+    adapt; every other precision keeps 1."""
+    return None if precision == "float16" else 1.0

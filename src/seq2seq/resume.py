@@ -21,7 +21,9 @@ from seq2seq.errors import CheckpointError
 
 # Config keys that may change when a run is resumed. `name` and `output_dir` only say where
 # the run directory is (a moved run resumes); `model.cpu_fast_path` computes the same model;
-# `train.patience` and `train.keep_checkpoints` only decide when to stop and what to keep.
+# `train.patience` and `train.keep_checkpoints` only decide when to stop and what to keep;
+# `train.sync_every` and `train.distributed_timeout` only when to look; `train.accumulate`
+# changes the batch of an update, as a new number of processes does (see `accumulation`).
 RESUMABLE_CHANGES = {
     "resume",
     "overwrite",
@@ -30,6 +32,9 @@ RESUMABLE_CHANGES = {
     "train.keep_checkpoints",
     "device",
     "train.num_threads",
+    "train.accumulate",
+    "train.sync_every",
+    "train.distributed_timeout",
     "name",
     "output_dir",
     "model.cpu_fast_path",
@@ -43,7 +48,7 @@ class Progress:
 
     epoch: int = 0
     step: int = 0
-    position: int = 0  # batches of the current epoch already trained on
+    position: int = 0  # batches of the current epoch already trained on, by all processes
     epoch_rng: tuple = ()  # the batch-order RNG's state when the epoch began
     epoch_loss: float = 0.0
     epoch_tokens: int = 0
@@ -51,12 +56,22 @@ class Progress:
     oom_batches: int = 0
     best: float | None = None  # the best score so far, higher is better (see BestCheckpoint)
     best_epoch: int = 0  # the epoch that scored it; patience counts the epochs since
+    world_size: int = 1  # processes, and batches each accumulates per update: an update
+    accumulate: int = 1  # covers world_size x accumulate batches
     bad_steps_in_row: int = field(default=0, compare=False)  # not saved: a resume starts anew
 
 
-def capture(progress: Progress, batch_rng: random.Random, generator: torch.Generator) -> dict:
+def capture(
+    progress: Progress,
+    batch_rng: random.Random,
+    generator: torch.Generator,
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict:
     """Everything beyond weights and optimizer that an exact resume needs, as JSON values:
-    the progress and every random number generator the run draws from."""
+    the progress, every random number generator the run draws from, and float16's gradient
+    scaler (given only in float16: at other precisions its scale stays 1). Process 0's alone:
+    the others hold the same progress, and their random draws are seeded per batch
+    (Trainer._seed_batch), so no process has a random state of its own to keep."""
     state = asdict(progress)
     del state["bad_steps_in_row"]
     state.update(
@@ -66,17 +81,25 @@ def capture(progress: Progress, batch_rng: random.Random, generator: torch.Gener
         python_rng=random.getstate(),
         numpy_rng=_numpy_state(),
     )
-    if torch.cuda.is_available():
-        state["cuda_rng"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    if scaler is not None:
+        state["grad_scaler"] = scaler.state_dict()
+    if torch.cuda.is_available():  # this process's GPU: asking all would occupy each of them
+        state["cuda_rng"] = [torch.cuda.get_rng_state().tolist()]
     return state
 
 
 def restore(
-    state: dict, batch_rng: random.Random, generator: torch.Generator, source: Path
+    state: dict,
+    batch_rng: random.Random,
+    generator: torch.Generator,
+    source: Path,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> Progress:
-    """The progress saved by `capture`, with every random number generator set back."""
+    """The progress saved by `capture`, with every random number generator set back, and
+    float16's gradient scaler if one is given and one was saved."""
     if "best_epoch" not in state:  # saved before early stopping existed: count from here
         state = {**state, "best_epoch": state.get("epoch")}
+    state = {"world_size": 1, "accumulate": 1, **state}  # saved before data parallelism
     try:
         progress = Progress(
             **{
@@ -96,11 +119,41 @@ def restore(
             f"{source}/trainer.json lacks part of the training state ({error}); "
             f"the checkpoint is damaged"
         ) from None
-    if "cuda_rng" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(
-            [torch.tensor(s, dtype=torch.uint8) for s in state["cuda_rng"]]
-        )
+    if scaler is not None and state.get("grad_scaler"):
+        scaler.load_state_dict(state["grad_scaler"])
+    if state.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state(torch.tensor(state["cuda_rng"][0], dtype=torch.uint8))
     return progress
+
+
+def accumulation(
+    progress: Progress, world_size: int, accumulate: int, saved_accumulate: int
+) -> tuple[int, str | None]:
+    """The batches each process accumulates per update when a run resumes with `world_size`
+    processes and `train.accumulate` = `accumulate` (`saved_accumulate` before), and a line
+    saying what changed, if anything did. At the saved world size the run goes on as it was.
+    At another, the update keeps its batches (world size x accumulate) where the new world
+    size divides them, and comes as near as it can where it does not. An accumulate set anew
+    on resuming is taken as asked."""
+    before = progress.world_size * progress.accumulate
+    if accumulate != saved_accumulate:
+        kept = accumulate
+    elif world_size == progress.world_size:
+        return progress.accumulate, None
+    else:
+        kept = max(1, round(before / world_size))
+    after = world_size * kept
+    if (world_size, kept) == (progress.world_size, progress.accumulate):
+        return kept, None
+    return kept, (
+        f"resuming with {_processes(world_size)} x accumulate {kept} = {after} batches per "
+        f"update (saved: {_processes(progress.world_size)} x {progress.accumulate} = {before})"
+        + ("" if after == before else f"; an update now covers {after} batches, not {before}")
+    )
+
+
+def _processes(count: int) -> str:
+    return f"{count} process" + ("es" if count != 1 else "")
 
 
 def check_run_dir(config: Config) -> None:
