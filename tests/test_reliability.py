@@ -144,6 +144,7 @@ def error_line(capsys, code: int, *fragments: str, exit_code: int = 2, prefix="s
 # Exact resume.
 
 
+@pytest.mark.slow  # trains
 def test_resume_in_the_middle_of_an_epoch_is_exact(corpus, straight, tmp_path):
     run = train(tiny(corpus, tmp_path, "train.epochs=1.5"))
     state = json.loads((run / "last" / "trainer.json").read_text())
@@ -155,6 +156,7 @@ def test_resume_in_the_middle_of_an_epoch_is_exact(corpus, straight, tmp_path):
     assert [r["epoch"] for r in records(run)] == [1, 2, 2]  # epoch 2 logged half and whole
 
 
+@pytest.mark.slow  # trains
 def test_resume_at_an_epoch_boundary_is_exact(corpus, straight, tmp_path):
     run = train(tiny(corpus, tmp_path, "train.epochs=1"))
     train(tiny(corpus, tmp_path, "train.epochs=2", "resume=true"))
@@ -162,6 +164,7 @@ def test_resume_at_an_epoch_boundary_is_exact(corpus, straight, tmp_path):
     assert [r["train_loss"] for r in records(run)] == [r["train_loss"] for r in records(straight)]
 
 
+@pytest.mark.slow  # trains
 def test_the_same_seed_gives_the_same_weights_and_another_seed_others(corpus, one_epoch, tmp_path):
     again = train(tiny(corpus, tmp_path / "again", "train.epochs=1"))
     other = train(tiny(corpus, tmp_path / "other", "train.epochs=1", "seed=4321"))
@@ -198,6 +201,7 @@ def stopped_early(corpus, tmp_path_factory) -> Path:
         return train(tiny(corpus, output_dir, "train.epochs=10", "train.patience=2"))
 
 
+@pytest.mark.slow  # trains
 def test_early_stopping_stops_after_patience_epochs_without_improvement(
     corpus, stopped_early, tmp_path, monkeypatch, caplog
 ):
@@ -219,6 +223,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(
     assert [r["epoch"] for r in records(run)] == [1, 2, 3, 4, 5]  # more patience does
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize(
     "first", ["train.epochs=3", "train.epochs=2.5"], ids=["boundary", "inside"]
 )
@@ -232,6 +237,7 @@ def test_a_run_stopped_and_resumed_stops_early_exactly_as_a_straight_one(
     assert [r["epoch"] for r in records(run)][-2:] == [3, 4]
 
 
+@pytest.mark.slow  # trains
 def test_a_run_saved_before_early_stopping_existed_resumes(corpus, one_epoch, straight, tmp_path):
     """Its trainer.json has no best_epoch: patience counts from the resume."""
     run = shutil.copytree(one_epoch, tmp_path / "tiny")
@@ -242,6 +248,7 @@ def test_a_run_saved_before_early_stopping_existed_resumes(corpus, one_epoch, st
     assert_same_run(run, straight)
 
 
+@pytest.mark.slow  # trains
 def test_keep_checkpoints_keeps_the_last_n_epochs(corpus, tmp_path, monkeypatch):
     scripted_validation(monkeypatch)
     run = train(tiny(corpus, tmp_path, "train.epochs=4", "train.keep_checkpoints=3"))
@@ -263,6 +270,7 @@ def test_keep_checkpoints_keeps_the_last_n_epochs(corpus, tmp_path, monkeypatch)
     assert not list(run.glob("*epoch-*"))
 
 
+@pytest.mark.slow  # trains
 def test_the_inverse_sqrt_rate_follows_the_step_across_a_resume(corpus, tmp_path):
     recipe = ["train.lr_schedule=inverse_sqrt", "train.warmup_steps=20", "train.lr=0.01"]
     run = train(tiny(corpus, tmp_path, "train.epochs=1", *recipe))
@@ -272,6 +280,7 @@ def test_the_inverse_sqrt_rate_follows_the_step_across_a_resume(corpus, tmp_path
     assert [r["lr"] for r in records(run)] == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.slow  # trains
 def test_validation_bleu_with_beam_search_and_plain_loss_are_what_evaluate_gives(
     corpus, tmp_path, capsys
 ):
@@ -298,6 +307,7 @@ def crash_moving_last(monkeypatch) -> None:
     crash_when_moving_into_place(monkeypatch, "last")
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize(
     "fault", [fail_in_weights, crash_moving_last], ids=["disk-full", "killed-mid-swap"]
 )
@@ -330,6 +340,7 @@ def signal_at_step(monkeypatch, number: int, step: int) -> None:
     monkeypatch.setattr(Trainer, "_finite", finite)
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize(
     ("number", "step"),
     [(signal.SIGTERM, 13), (signal.SIGINT, 4), (signal.SIGTERM, STEPS_PER_EPOCH)],
@@ -357,6 +368,7 @@ def test_a_signal_saves_the_step_and_resuming_is_exact(
     assert [r["train_loss"] for r in records(run)] == [r["train_loss"] for r in records(straight)]
 
 
+@pytest.mark.slow  # trains
 def test_a_second_ctrl_c_during_the_stopping_save_keeps_the_previous_last(
     corpus, straight, tmp_path, monkeypatch
 ):
@@ -388,6 +400,7 @@ def test_a_second_ctrl_c_during_the_stopping_save_keeps_the_previous_last(
     assert_same_run(run, straight)
 
 
+@pytest.mark.slow  # trains
 def test_a_signal_through_the_cli_exits_130_with_how_to_resume(
     corpus, tmp_path, monkeypatch, capsys
 ):
@@ -398,6 +411,7 @@ def test_a_signal_through_the_cli_exits_130_with_how_to_resume(
     assert checkpoint.load(tmp_path / "tiny" / "last").meta["step"] == 4
 
 
+@pytest.mark.slow  # trains
 def test_sigterm_to_a_training_process(corpus, tmp_path):
     """A real `kill`: the process stops after a step, saves last/ and exits with 130."""
     argv = [sys.executable, "-m", "seq2seq.cli", *map(str, tiny_argv(corpus, tmp_path))]
@@ -452,6 +466,7 @@ def same_weights(a: dict, b: dict) -> bool:
     return all(torch.equal(a[name], b[name]) for name in a)
 
 
+@pytest.mark.slow  # trains
 def test_a_non_finite_loss_skips_the_update_and_is_counted(corpus, tmp_path, caplog):
     trainer = Trainer(tiny(corpus, tmp_path, "train.epochs=1"))
     before = inject(trainer, {3: NAN, 6: INF})
@@ -468,6 +483,7 @@ def test_a_non_finite_loss_skips_the_update_and_is_counted(corpus, tmp_path, cap
     assert len(warnings) == 2 and warnings[0].startswith("step 3:")
 
 
+@pytest.mark.slow  # trains
 def test_non_finite_losses_not_in_a_row_do_not_stop_training(corpus, tmp_path):
     trainer = Trainer(tiny(corpus, tmp_path, "train.epochs=1"))
     bad = [*range(1, MAX_BAD_STEPS_IN_ROW), *range(MAX_BAD_STEPS_IN_ROW + 1, STEPS_PER_EPOCH)]
@@ -475,6 +491,7 @@ def test_non_finite_losses_not_in_a_row_do_not_stop_training(corpus, tmp_path):
     assert trainer.train()["skipped_steps"] == len(bad)
 
 
+@pytest.mark.slow  # trains
 def test_non_finite_losses_in_a_row_stop_training_with_one_line(
     corpus, tmp_path, monkeypatch, capsys
 ):
@@ -501,6 +518,7 @@ def test_non_finite_losses_in_a_row_stop_training_with_one_line(
     assert len(steps) == last_bad + 1  # it stopped at once
 
 
+@pytest.mark.slow  # trains
 def test_a_nan_validation_loss_never_becomes_the_best(corpus, tmp_path, monkeypatch):
     trainer = Trainer(tiny(corpus, tmp_path, "train.epochs=3"))
     model, real = trainer.model, trainer.model.forward
@@ -527,6 +545,7 @@ def test_a_nan_validation_loss_never_becomes_the_best(corpus, tmp_path, monkeypa
     assert checkpoint.load(tmp_path / "tiny").meta["epoch"] == 2
 
 
+@pytest.mark.slow  # trains
 def test_out_of_memory_on_the_cpu_stops_with_advice(corpus, tmp_path, monkeypatch, capsys):
     real = Seq2Seq.forward
 
@@ -559,6 +578,7 @@ def on_gpu(monkeypatch) -> list:
     return emptied
 
 
+@pytest.mark.slow  # trains
 def test_out_of_gpu_memory_skips_the_batch_and_counts_it(corpus, tmp_path, on_gpu, caplog):
     trainer = Trainer(tiny(corpus, tmp_path, "train.epochs=1"))
     before = inject(trainer, {4: torch.OutOfMemoryError("CUDA out of memory")})
@@ -570,6 +590,7 @@ def test_out_of_gpu_memory_skips_the_batch_and_counts_it(corpus, tmp_path, on_gp
     assert any("out of GPU memory on a batch of 64" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow  # trains
 def test_out_of_gpu_memory_gives_up_after_the_limit(corpus, tmp_path, on_gpu, monkeypatch):
     monkeypatch.setattr(train_module, "MAX_OOM_BATCHES", 3)
     trainer = Trainer(tiny(corpus, tmp_path, "train.epochs=1"))
@@ -582,6 +603,7 @@ def test_out_of_gpu_memory_gives_up_after_the_limit(corpus, tmp_path, on_gpu, mo
 # Changed configs and data.
 
 
+@pytest.mark.slow  # trains
 def test_resume_with_a_changed_config_lists_every_change(one_epoch, corpus):
     before = snapshot(one_epoch)
     overrides = ["resume=true", "train.epochs=2", "model.hidden_size=32", "train.lr=0.01"]
@@ -594,18 +616,21 @@ def test_resume_with_a_changed_config_lists_every_change(one_epoch, corpus):
     assert snapshot(one_epoch) == before
 
 
+@pytest.mark.slow  # trains
 def test_resume_anyway_with_another_model_shape_is_a_clean_error(corpus, tmp_path, capsys):
     train(tiny(corpus, tmp_path, "train.epochs=1"))
     overrides = ["resume=true", "overwrite=true", "train.epochs=2", "model.hidden_size=32"]
     error_line(capsys, cli(tiny_argv(corpus, tmp_path, *overrides)))
 
 
+@pytest.mark.slow  # trains
 def test_a_moved_run_directory_resumes(one_epoch, straight, corpus, tmp_path):
     shutil.copytree(one_epoch, tmp_path / "tiny")
     run = train(tiny(corpus, tmp_path, "train.epochs=2", "resume=true"))
     assert_same_run(run, straight)
 
 
+@pytest.mark.slow  # trains
 def test_overwrite_replaces_a_run_with_another_config(corpus, tmp_path):
     run = train(tiny(corpus, tmp_path, "train.epochs=1"))
     train(tiny(corpus, tmp_path, "train.epochs=1", "overwrite=true", "model.hidden_size=32"))
@@ -614,6 +639,7 @@ def test_overwrite_replaces_a_run_with_another_config(corpus, tmp_path):
     assert len(records(run)) == 1
 
 
+@pytest.mark.slow  # trains
 def test_an_overwrite_stopped_early_leaves_no_best_of_the_replaced_run(
     corpus, tmp_path, monkeypatch
 ):
@@ -625,6 +651,7 @@ def test_an_overwrite_stopped_early_leaves_no_best_of_the_replaced_run(
     assert not (run / "best").exists()
 
 
+@pytest.mark.slow  # trains
 def test_resume_on_data_with_other_vocabularies_is_refused_before_training(tmp_path, capsys):
     data = tmp_path / "data"
     write_split(data, "train", 0, 640)
@@ -796,6 +823,7 @@ REFUSALS = {
 }
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize("name", LAST_FILES)
 def test_malicious_files_in_last_never_run_on_resume(resumable, corpus, tmp_path, name):
     marker = tmp_path / "marker"
@@ -808,6 +836,7 @@ def test_malicious_files_in_last_never_run_on_resume(resumable, corpus, tmp_path
     assert not marker.exists()
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize(
     ("name", "content"),
     [
