@@ -100,6 +100,7 @@ def kept_run(corpus, tmp_path_factory) -> Path:  # noqa: F811 (corpus is a fixtu
         return train(tiny(corpus, output_dir, "train.epochs=3", "train.keep_checkpoints=2"))
 
 
+@pytest.mark.slow
 def test_the_last_epochs_of_a_run_average_into_a_checkpoint_every_command_reads(
     kept_run, tmp_path, capsys
 ):

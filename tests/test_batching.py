@@ -91,6 +91,7 @@ def test_a_sentence_longer_than_the_token_budget_gets_a_batch_of_its_own():
     assert all(_tokens(examples, batch) <= 30 for batch in batches if batch != [50])
 
 
+@pytest.mark.slow
 def test_multi30k_buckets_have_little_padding(multi30k_train):
     examples = multi30k_train
     assert len(examples) == 29000

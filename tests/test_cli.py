@@ -59,6 +59,7 @@ def read_gz(name: str) -> list[str]:
         return [unicodedata.normalize("NFC", line.rstrip("\n")) for line in handle]
 
 
+@pytest.mark.slow
 def test_train_writes_a_run_directory(trained):
     assert {p.name for p in trained.iterdir()} == {"best", "last", "log.jsonl", "config.yaml"}
     for name in ("best", "last"):
@@ -74,6 +75,7 @@ def test_train_writes_a_run_directory(trained):
     assert saved.data.train_limit == 500 and saved.train.epochs == 1
 
 
+@pytest.mark.slow
 def test_train_logs_each_epoch(trained):
     records = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
     assert len(records) == 1
@@ -102,6 +104,7 @@ def test_train_logs_each_epoch(trained):
     assert meta["metrics"]["val_loss"] == record["val_loss"]
 
 
+@pytest.mark.slow
 def test_the_logged_validation_figures_are_those_of_best(trained, capsys, tmp_path):
     """The epoch's val_* figures are what `evaluate --split val` computes for best/, and its
     BLEU and chrF are sacreBLEU's on the translations against the raw references."""
@@ -133,6 +136,7 @@ FIGURES = re.compile(
 )
 
 
+@pytest.mark.slow
 def test_evaluate_prints_labelled_figures(trained, evaluated):
     assert evaluated.code == 0
     figures = FIGURES.match(evaluated.stdout)
@@ -144,6 +148,7 @@ def test_evaluate_prints_labelled_figures(trained, evaluated):
     assert figures["chrf_signature"].startswith("nrefs:1|case:lc|")
 
 
+@pytest.mark.slow
 def test_evaluate_json_and_output_agree_with_sacrebleu(trained, evaluated, capsys):
     code = cli(["evaluate", trained, "--split", "test", "--data-dir", MULTI30K, "--json"])
     assert code == 0
@@ -166,6 +171,7 @@ def test_evaluate_json_and_output_agree_with_sacrebleu(trained, evaluated, capsy
     assert result["chrf"] > 0  # so the comparison means something
 
 
+@pytest.mark.slow
 def test_translate_arguments_one_line_each(trained, capsys):
     assert cli(["translate", trained, "Ein Mann.", "", "Zwei Hunde."]) == 0
     out = capsys.readouterr().out
@@ -179,6 +185,7 @@ def translate(trained, capsys, *lines: str) -> list[str]:
     return capsys.readouterr().out.splitlines()
 
 
+@pytest.mark.slow
 def test_translate_reads_stdin_one_output_line_per_input_line(trained, capsys, monkeypatch):
     data = "Ein Mann.\r\n\r\n \t \r\nZwei Hunde.\r\nDrei Katzen auf einer Straße.".encode()
     monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(data)))
@@ -194,6 +201,7 @@ def test_translate_reads_stdin_one_output_line_per_input_line(trained, capsys, m
     assert lines == expected
 
 
+@pytest.mark.slow
 def test_translate_input_and_output_files(trained, capsys, tmp_path):
     (tmp_path / "in.de").write_bytes(b"Ein Mann.\n\nZwei Hunde.\n")
     argv = ["translate", trained, "--input", tmp_path / "in.de", "--output", tmp_path / "out.en"]
@@ -203,6 +211,7 @@ def test_translate_input_and_output_files(trained, capsys, tmp_path):
     assert written == "\n".join(translate(trained, capsys, "Ein Mann.", "", "Zwei Hunde.")) + "\n"
 
 
+@pytest.mark.slow
 def test_translate_matches_evaluate_on_the_same_sentences(trained, evaluated, capsys, tmp_path):
     sources = read_gz("test_2016_flickr.de.gz")[:5]
     (tmp_path / "in.de").write_text("\n".join(sources) + "\n", encoding="utf-8")
@@ -211,6 +220,7 @@ def test_translate_matches_evaluate_on_the_same_sentences(trained, evaluated, ca
     assert capsys.readouterr().out.splitlines() == expected
 
 
+@pytest.mark.slow
 def test_translate_options_may_come_between_run_and_sentences(trained, capsys):
     assert cli(["translate", trained, "--max-length", "3", "Ein Mann.", "Zwei Hunde."]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -232,6 +242,7 @@ def snapshot(run: Path) -> dict[str, bytes]:
     return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_train_refuses_an_existing_run_directory(trained, capsys):
     before = snapshot(trained)
     code = cli(train_argv(trained.parent))
@@ -244,6 +255,7 @@ def test_resume_without_a_run(capsys, tmp_path):
     assert_error(capsys, code, "cannot resume", str(tmp_path / "tiny" / "last"))
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_config_lists_the_change(trained, capsys):
     before = snapshot(trained)
     code = cli(train_argv(trained.parent, "resume=true", "train.lr=0.02", "train.epochs=2"))
@@ -253,6 +265,7 @@ def test_resume_with_a_changed_config_lists_the_change(trained, capsys):
     assert snapshot(trained) == before
 
 
+@pytest.mark.slow
 def test_overwrite_starts_a_fresh_log(trained, tmp_path, capsys):
     shutil.copytree(trained, tmp_path / "tiny")
     assert cli(train_argv(tmp_path, "overwrite=true")) == 0
@@ -273,17 +286,20 @@ def test_a_directory_that_is_not_a_checkpoint(command, capsys, tmp_path):
     assert_error(capsys, code, f"{tmp_path} is not a seq2seq checkpoint (no meta.json)")
 
 
+@pytest.mark.slow
 def test_translate_a_missing_input_file(trained, capsys, tmp_path):
     code = cli(["translate", trained, "--input", tmp_path / "missing.de"])
     assert_error(capsys, code, f"cannot read {tmp_path / 'missing.de'}: No such file")
 
 
+@pytest.mark.slow
 def test_translate_input_that_is_not_utf8(trained, capsys, tmp_path):
     (tmp_path / "latin1.de").write_bytes("Ein Mann.\nK\u00e4se und Br\u00f6t.\n".encode("latin-1"))
     code = cli(["translate", trained, "--input", tmp_path / "latin1.de"])
     assert_error(capsys, code, f"{tmp_path / 'latin1.de'} line 2 is not valid UTF-8")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["evaluate", "translate"])
 def test_batch_size_zero(trained, command, capsys):
     code = cli([command, "--batch-size", "0", trained])
@@ -303,6 +319,7 @@ BAD_DEVICES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", BAD_DEVICES)
 @pytest.mark.parametrize("command", ["evaluate", "translate", "score"])
 def test_a_bad_device_is_one_line(trained, command, device, capsys, monkeypatch, tmp_path):

@@ -99,6 +99,7 @@ def test_both_languages_come_from_the_same_folder(tmp_path, monkeypatch, private
     assert paths == [whole / "train.de", whole / "train.en"]
 
 
+@pytest.mark.slow
 def test_files_corpus_with_a_custom_prefix(tmp_path, private_cache):
     _write(tmp_path / "europarl" / "dev.fr.gz", "Le chat a mangé.\nUn chien court.\n".encode())
     _write(tmp_path / "europarl" / "dev.en", b"The cat ate.\nA dog runs.\n")

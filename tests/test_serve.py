@@ -252,6 +252,7 @@ class FakeTranslator:
         return [[("slow", None)] for _ in lines]
 
 
+@pytest.mark.slow
 def test_a_long_decode_never_blocks_the_server_and_a_failed_one_is_a_500():
     models = {
         "slow": ServedModel("slow", FakeTranslator(seconds=2), attention=False),

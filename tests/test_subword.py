@@ -161,6 +161,7 @@ def multi30k_models(request, tmp_path_factory):
         return config, dataset.subword_vocabs(config)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("side", ["src", "tgt"])
 def test_every_test2016_line_round_trips_exactly(multi30k_models, side):
     """Exact up to what SentencePiece is given to read: NFC, control characters as spaces,
@@ -177,6 +178,7 @@ def test_every_test2016_line_round_trips_exactly(multi30k_models, side):
         assert tokenizer.detokenize(pieces) == (expected.lower() if config.lowercase else expected)
 
 
+@pytest.mark.slow
 def test_decoding_gives_back_exactly_the_text_sentencepiece_read(multi30k_models):
     config, (src_vocab, _) = multi30k_models
     tokenizer = tokenizer_for(config, "src", src_vocab)

@@ -10,6 +10,7 @@ import pytest
 from conftest import CONFIGS, assert_error, cli
 
 
+@pytest.mark.slow
 def test_every_logged_figure_becomes_a_scalar_per_epoch(tmp_path, multi30k_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -154,6 +154,7 @@ def test_optimizers_are_fused_on_cpu_and_step_as_the_plain_ones():
     assert torch.allclose(weights[0], weights[1], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_token_batches_train_exactly_the_epochs_asked_for(tmp_path, multi30k_dir):
     """Token-sized batches vary in number from shuffle to shuffle; a run of N epochs must still
     log exactly N epochs, each over all of its own batches."""

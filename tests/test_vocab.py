@@ -97,6 +97,7 @@ def test_multi30k_vocabularies_have_the_tutorial_sizes(multi30k_dir):
     assert tgt_vocab.itos[4:9] == ["a", ".", "in", "the", "on"]
 
 
+@pytest.mark.slow
 def test_multi30k_second_load_is_served_from_the_cache(multi30k_dir, monkeypatch):
     config = DataConfig(dir=str(multi30k_dir))
     first = dataset.load_split(config, "train")
