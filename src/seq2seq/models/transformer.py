@@ -272,6 +272,8 @@ class Transformer(nn.Module):
         self.output = nn.Linear(size, tgt_vocab_size, bias=False)
         self.dropout = nn.Dropout(config.dropout)
         self._init(tgt_pad, src_pad)
+        # Not saved: a function of d_model alone; it moves with the model's device.
+        self.register_buffer("position_table", sinusoids(128, size), persistent=False)
         if config.tie_embeddings:
             self.output.weight = self.tgt_embedding.weight
 
@@ -288,9 +290,18 @@ class Transformer(nn.Module):
             self.tgt_embedding.weight[tgt_pad].zero_()
             self.src_embedding.weight[src_pad].zero_()
 
+    def _positions(self, end: int) -> torch.Tensor:
+        """Positional encodings of positions 0..end-1 (end, D), from a table computed once and
+        doubled when a longer sentence comes, not on every decoding step."""
+        if self.position_table.size(0) < end:
+            length = max(end, 2 * self.position_table.size(0))
+            table = sinusoids(length, self.config.d_model, self.position_table.device)
+            self.position_table = table  # the buffer, replaced
+        return self.position_table[:end]
+
     def _embed(self, embedding: nn.Embedding, tokens: torch.Tensor, start: int = 0):
         """tokens (B, T) at positions start.. -> (B, T, D)."""
-        positions = sinusoids(start + tokens.size(1), self.config.d_model, tokens.device)
+        positions = self._positions(start + tokens.size(1))
         embedded = embedding(tokens) * self.scale + positions[start:].to(embedding.weight.dtype)
         return self.dropout(embedded)
 
