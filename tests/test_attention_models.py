@@ -128,3 +128,14 @@ def test_an_ensemble_may_mix_architectures_that_share_vocabularies():
         ensemble, src, lengths, sos=SOS, eos=EOS, beam_size=3, max_length=lengths + 4
     )
     assert len(found) == 4 and all(hyps for hyps in found)
+
+
+def test_the_transformers_position_table_grows_to_what_a_sentence_needs():
+    from seq2seq.models.transformer import sinusoids
+
+    model = make("transformer")
+    size = model.config.d_model
+    assert torch.equal(model._positions(10), sinusoids(10, size))
+    assert torch.equal(model._positions(300), sinusoids(300, size))  # beyond the first table
+    assert model.position_table.size(0) >= 300
+    assert "position_table" not in model.state_dict()
