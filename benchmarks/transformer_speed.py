@@ -20,6 +20,7 @@ import time
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend
 
 from seq2seq import checkpoint
 from seq2seq.config import DataConfig, TransformerConfig
@@ -28,7 +29,7 @@ from seq2seq.data.dataset import build_vocabs, load_split, numericalize
 from seq2seq.data.vocab import model_sizes
 from seq2seq.decode import DecodeSettings, decode_examples
 from seq2seq.device import autocast
-from seq2seq.models import build_model
+from seq2seq.models import build_model, transformer
 from seq2seq.models.transformer import PrefixRecomputation, sinusoids
 
 
@@ -102,6 +103,8 @@ def profile_step(model, batch, pad: int, precision: str) -> None:
 
 
 def train_main(args) -> None:
+    if args.cpu_attention == "flash":  # what PyTorch would pick, to compare with our choice
+        transformer._CPU_BACKENDS = [SDPBackend.FLASH_ATTENTION]
     data = DataConfig()
     split = load_split(data, "train")
     src_vocab, tgt_vocab = build_vocabs(data, split)
@@ -118,7 +121,8 @@ def train_main(args) -> None:
     ours = build_model(config, **model_sizes(src_vocab, tgt_vocab))
     reference = Reference(config, len(src_vocab), len(tgt_vocab), tgt_vocab.pad)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.precision}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.precision}, "
+        f"{args.cpu_attention} attention; "
         f"{len(timed)} batches of 128 sentences, {tokens} target tokens, after "
         f"{len(warm)} warm-up batches; median of {args.repeats}"
     )
@@ -180,6 +184,12 @@ def main() -> None:
     train.add_argument("--pre-norm", action="store_true")
     train.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
     train.add_argument("--profile", action="store_true")
+    train.add_argument(
+        "--cpu-attention",
+        default="math",
+        choices=["math", "flash"],
+        help="the SDPA backend our model uses on CPU (it ships with math)",
+    )
     decode = commands.add_parser("decode")
     decode.add_argument("run")
     decode.add_argument("--beam-size", type=int, default=5)

@@ -31,9 +31,10 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-# Model types whose training bfloat16 was measured to speed up on CPUs with AMX. The
-# Transformer's was measured slower (736 against 2,067 target tokens/s on the tutorial-size
-# model, float32 against bfloat16 autocast), so `auto` keeps it in float32 on CPUs.
+# Model types that `auto` trains in bfloat16 on CPUs with AMX. The Transformer is left out on
+# the strength of a probe taken under load; on a quiet machine bfloat16 trained it 1.28x faster
+# (benchmarks/transformer_speed.py; README, Speed), but its quality in bfloat16 is not measured
+# yet, so the choice stands until it is.
 CPU_BFLOAT16_TYPES = ("lstm", "attention")
 
 
@@ -41,7 +42,7 @@ def pick_precision(name: str, device: torch.device, model_type: str = "lstm") ->
     """With "auto", bfloat16 autocast where it was measured to pay off without costing quality,
     and float32 elsewhere. On a CPU with AMX a full tutorial epoch took 74 s against 138 s in
     float32, and the tutorial run's test BLEU was within seed noise of float32's (README,
-    Results); the attention models train 1.3-1.6x faster in it there too. GPUs that support
+    Results); the attention models trained faster in it there too, in a probe. GPUs that support
     bfloat16 get it for every model, older GPUs float16 with a gradient scaler. CPUs without
     AMX emulate bfloat16 or barely speed it up, and MPS autocast support varies, so they keep
     float32. float16 is for CUDA alone: CPUs have no fast float16 arithmetic."""

@@ -99,9 +99,10 @@ def sinusoids(length: int, size: int, device=None) -> torch.Tensor:
     return table
 
 
-# On CPU, SDPA's math backend (matrix products and a softmax) trains the tutorial-size model
-# 2.8x faster than its flash kernel, whose backward dominates a step at these short lengths
-# (benchmarks/transformer_speed.py; README, Speed). GPUs keep PyTorch's own choice.
+# On CPU, SDPA runs its math backend (matrix products and a softmax). On a quiet machine it
+# trained the tutorial-size model as fast as the flash kernel (3,059 against 3,014 target
+# tokens/s, benchmarks/transformer_speed.py --cpu-attention; README, Speed), and its backward
+# is plain autograd. GPUs keep PyTorch's own choice.
 _CPU_BACKENDS = [SDPBackend.MATH]
 _ALL_BACKENDS = [
     SDPBackend.FLASH_ATTENTION,
