@@ -383,3 +383,27 @@ def test_float16_s_scaler_is_saved_and_restored_and_the_others_are_not(tmp_path)
     assert again.state_dict() == scaler.state_dict()
     assert grad_scaler("float32", torch.device("cpu")).get_scale() == 1.0
     assert fixed_scale("float32") == 1.0 and fixed_scale("float16") is None
+
+
+def test_one_process_under_torchrun_joins_a_group_of_one_and_none_without_it(monkeypatch):
+    """`torchrun --nproc-per-node 1` takes the many-process path (a process group, DDP), so a
+    single-GPU machine can check it; a plain `seq2seq train` joins nothing."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from seq2seq import distributed
+
+    for name in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    model = torch.nn.Linear(2, 2)
+    assert distributed.start(torch.device("cpu"), 60) == torch.device("cpu")
+    assert not torch.distributed.is_initialized() and distributed.wrap(model) is model
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    with distributed.session():
+        distributed.start(torch.device("cpu"), 60)
+        assert torch.distributed.is_initialized() and distributed.world_size() == 1
+        assert isinstance(distributed.wrap(model), DistributedDataParallel)
+        assert distributed.is_main()
+    assert not torch.distributed.is_initialized()

@@ -40,8 +40,10 @@ class ProcessLost(Seq2SeqError):
 
 
 def launched() -> bool:
-    """Whether torchrun (or anything setting its variables) started more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """Whether torchrun (or anything setting its variables) started this process. One process
+    under torchrun joins a group of one too: the same code path as many, so that
+    `torchrun --nproc-per-node 1` checks NCCL and DDP on a machine with a single GPU."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
 def start(device: torch.device, timeout_seconds: float) -> torch.device:
