@@ -103,7 +103,10 @@ def test_an_ensemble_of_one_model_twice_decodes_as_the_model(model):
         (lambda m: m.translate(["x"], beam_size=2.5), "beam_size must be a whole number"),
         (lambda m: m.translate(["x"], alpha=-1), "alpha must be a number, 0 or more (got -1)"),
         (lambda m: m.translate(["x"], max_length=0), "max_length must be a whole number"),
-        (lambda m: m.nbest(["x"], n=4, beam_size=3), "n (4) must not exceed beam_size (3)"),
+        (
+            lambda m: m.nbest(["x"], n=4, beam_size=3),
+            "n must be between 1 and beam_size=3 (got 4)",
+        ),
         (lambda m: m.translate(["x", 3]), "sentences[1] is int; give strings"),
         (lambda m: m.translate(None), "sentences must be a string or a list of strings"),
         (lambda m: m.score(["a", "b"], ["a"]), "2 sources but 1 targets"),

@@ -303,7 +303,7 @@ def test_translate_input_that_is_not_utf8(trained, capsys, tmp_path):
 @pytest.mark.parametrize("command", ["evaluate", "translate"])
 def test_batch_size_zero(trained, command, capsys):
     code = cli([command, "--batch-size", "0", trained])
-    assert_error(capsys, code, "--batch-size must be at least 1 (got 0)")
+    assert_error(capsys, code, "--batch-size must be a whole number, at least 1 (got 0)")
 
 
 def no_gpu(monkeypatch) -> None:

@@ -149,7 +149,7 @@ def test_runs_reading_other_references_are_refused(small_split, tmp_path, capsys
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--beam-size", "0"], "--beam-size must be at least 1 (got 0)"),
+        (["--beam-size", "0"], "--beam-size must be a whole number, at least 1 (got 0)"),
         (["--device", "tpu"], "unknown device 'tpu'"),
     ],
 )

@@ -153,7 +153,7 @@ def test_beam_size_one_is_the_default_greedy(trained, capsys):
 
 def test_n_best_above_beam_size_is_an_error(trained, capsys):
     code = cli(["translate", trained, "--n-best", "3", "--beam-size", "2", "Ein Mann."])
-    assert_error(capsys, code, "--n-best must be between 1 and --beam-size (got 3)")
+    assert_error(capsys, code, "--n-best must be between 1 and --beam-size=2 (got 3)")
 
 
 @pytest.mark.parametrize("options", [[], ["--beam-size", "3", "--n-best", "2"]])

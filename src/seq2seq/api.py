@@ -11,13 +11,12 @@ keyword arguments, and it raises the same one-line `Seq2SeqError`s the command l
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
 from seq2seq.alignment import AttentionMap, attention_maps, check_attention
 from seq2seq.checkpoint import Checkpoint, load_ensemble
-from seq2seq.decode import DecodeSettings
+from seq2seq.decode import DecodeSettings, checked_settings, is_whole
 from seq2seq.device import pick_device
 from seq2seq.errors import Seq2SeqError
 from seq2seq.translate import Translator
@@ -115,7 +114,7 @@ class Model:
         last layer, the mean of its heads); an RNN attention model has one attention."""
         lines = _sentences(sentences, "sentences")
         for name, value in (("layer", layer), ("head", head)):
-            if value is not None and not _whole(value):
+            if value is not None and not is_whole(value):
                 raise Seq2SeqError(f"{name} must be a whole number or None (got {value!r})")
         check_attention(self.checkpoint)
         settings = _settings(
@@ -168,40 +167,17 @@ def _type(value) -> str:
     return type(value).__name__
 
 
-def _settings(
-    *,
-    beam_size: int,
-    n_best: int = 1,
-    alpha: float = 0.0,
-    min_length: int = 0,
-    max_length: int | None = None,
-    batch_size: int,
-) -> DecodeSettings:
+# How the API's keyword arguments are named in its errors (`n` is nbest's name for n_best).
+_NAMES = {
+    "batch_size": "batch_size",
+    "beam_size": "beam_size",
+    "n_best": "n",
+    "alpha": "alpha",
+    "min_length": "min_length",
+    "max_length": "max_length",
+}
+
+
+def _settings(**values) -> DecodeSettings:
     """The decoding settings, each checked as `seq2seq translate` checks its options."""
-    _at_least("beam_size", beam_size, 1)
-    _at_least("n", n_best, 1)
-    if n_best > beam_size:
-        raise Seq2SeqError(f"n ({n_best}) must not exceed beam_size ({beam_size})")
-    _at_least("min_length", min_length, 0)
-    if max_length is not None:
-        _at_least("max_length", max_length, 1)
-    _at_least("batch_size", batch_size, 1)
-    if not isinstance(alpha, numbers.Real) or not alpha >= 0:
-        raise Seq2SeqError(f"alpha must be a number, 0 or more (got {alpha!r})")
-    return DecodeSettings(
-        batch_size=batch_size,
-        beam_size=beam_size,
-        alpha=float(alpha),
-        n_best=n_best,
-        min_length=min_length,
-        max_length=max_length,
-    )
-
-
-def _whole(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _at_least(name: str, value, minimum: int) -> None:
-    if not _whole(value) or value < minimum:
-        raise Seq2SeqError(f"{name} must be a whole number, at least {minimum} (got {value!r})")
+    return checked_settings(_NAMES, **values)

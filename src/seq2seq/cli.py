@@ -197,33 +197,12 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args):
-    from seq2seq.decode import DecodeSettings
+    from seq2seq.decode import checked_settings
 
-    n_best = getattr(args, "n_best", 1)
-    checks = [
-        ("--batch-size", args.batch_size, args.batch_size >= 1, "at least 1"),
-        ("--beam-size", args.beam_size, args.beam_size >= 1, "at least 1"),
-        ("--n-best", n_best, 1 <= n_best <= args.beam_size, "between 1 and --beam-size"),
-        ("--alpha", args.alpha, args.alpha >= 0, "0 or more"),
-        ("--min-length", args.min_length, args.min_length >= 0, "0 or more"),
-        (
-            "--max-length",
-            args.max_length,
-            args.max_length is None or args.max_length >= 1,
-            "at least 1",
-        ),
-    ]
-    for option, value, ok, requirement in checks:
-        if not ok:
-            raise Seq2SeqError(f"{option} must be {requirement} (got {value})")
-    return DecodeSettings(
-        batch_size=args.batch_size,
-        beam_size=args.beam_size,
-        alpha=args.alpha,
-        n_best=n_best,
-        min_length=args.min_length,
-        max_length=args.max_length,
-    )
+    names = ("batch_size", "beam_size", "n_best", "alpha", "min_length", "max_length")
+    values = {name: getattr(args, name) for name in names if name != "n_best"}
+    values["n_best"] = getattr(args, "n_best", 1)  # translate's option alone
+    return checked_settings({name: "--" + name.replace("_", "-") for name in names}, **values)
 
 
 def _device(args):

@@ -4,12 +4,15 @@ say, and the results back in the examples' order. Written only against the model
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
 from seq2seq.data.batching import iterate, sorted_batches
 from seq2seq.data.dataset import Example
+from seq2seq.errors import Seq2SeqError
 from seq2seq.search import Scored, beam_search, greedy_search, length_penalty, max_lengths
 
 
@@ -26,6 +29,33 @@ class DecodeSettings:
     max_length_a: float = 1.5
     max_length_b: int = 10
     max_length: int | None = None
+
+
+def checked_settings(names: Mapping[str, str], **values) -> DecodeSettings:
+    """Decoding settings from a user's values, each checked, the one check for the command
+    line and the Python API. `names` says how the user wrote each setting (`--beam-size`,
+    `beam_size`), for the error: one line naming the setting, what it must be and the value."""
+
+    def fail(name: str, requirement: str) -> None:
+        raise Seq2SeqError(f"{names[name]} must be {requirement} (got {values[name]!r})")
+
+    for name, minimum in (("batch_size", 1), ("beam_size", 1), ("n_best", 1), ("min_length", 0)):
+        value = values.get(name, minimum)
+        if not is_whole(value) or value < minimum:
+            fail(name, f"a whole number, at least {minimum}")
+    max_length = values.get("max_length")
+    if max_length is not None and (not is_whole(max_length) or max_length < 1):
+        fail("max_length", "a whole number, at least 1")
+    alpha = values.get("alpha", 0.0)
+    if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not alpha >= 0:
+        fail("alpha", "a number, 0 or more")
+    if values.get("n_best", 1) > values["beam_size"]:
+        fail("n_best", f"between 1 and {names['beam_size']}={values['beam_size']}")
+    return DecodeSettings(**{**values, "alpha": float(alpha)})
+
+
+def is_whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def decode_examples(
