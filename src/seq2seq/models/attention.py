@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.config import AttentionConfig
+from seq2seq.models.transfer import length_mask, pack, unpack
 from seq2seq.search import mixed_forcing
 
 
@@ -147,20 +147,17 @@ class AttentionSeq2Seq(nn.Module):
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> AttentionState:
         """src (B, S), src_lengths (B,) on the CPU; packed, so padding is never read."""
         embedded = self.dropout(self.src_embedding(src))  # (B, S, E)
-        packed = pack_padded_sequence(embedded, src_lengths, batch_first=True, enforce_sorted=False)
-        outputs, final = self.encoder(packed)
-        memory = pad_packed_sequence(outputs, batch_first=True, total_length=src.size(1))[0]
+        outputs, final = self.encoder(pack(embedded, src_lengths))
+        memory = unpack(outputs, total_length=src.size(1))
         finals = final if self.lstm else (final,)  # each (2L, B, H/2), batch order
         hidden, *cell = [
             torch.tanh(bridge(self._directions(part)))
             for bridge, part in zip(self.bridge, finals, strict=True)
         ]  # (L, B, H)
-        mask = torch.arange(src.size(1)) < src_lengths.unsqueeze(1)  # (B, S)
+        mask = length_mask(src_lengths, src.size(1), src.device)  # (B, S)
         feed = memory.new_zeros(src.size(0), 1, memory.size(-1)) if self.feeding else None
         keys = self.attention.keys(memory)
-        return AttentionState(
-            hidden, cell[0] if cell else None, memory, keys, mask.to(src.device), feed
-        )
+        return AttentionState(hidden, cell[0] if cell else None, memory, keys, mask, feed)
 
     @staticmethod
     def _directions(final: torch.Tensor) -> torch.Tensor:

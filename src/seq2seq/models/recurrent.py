@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from seq2seq.config import RecurrentConfig
 from seq2seq.models import cpu_rnn
+from seq2seq.models.transfer import pack
 from seq2seq.search import draw_gold_inputs, mixed_forcing
 
 
@@ -77,7 +77,7 @@ class Encoder(nn.Module):
             )
             return RecurrentState.from_rnn_state(state)
         embedded = F.dropout(embedded, self.p, self.training)
-        packed = pack_padded_sequence(embedded, src_lengths, batch_first=True, enforce_sorted=False)
+        packed = pack(embedded, src_lengths)
         return RecurrentState.from_rnn_state(self.rnn(packed)[1])  # (L, B, H), batch order
 
 

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from seq2seq.config import TransformerConfig
+from seq2seq.models.transfer import length_mask
 from seq2seq.search import mixed_forcing
 
 
@@ -307,7 +308,7 @@ class Transformer(nn.Module):
         return self.dropout(embedded)
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> TransformerState:
-        mask = (torch.arange(src.size(1)) < src_lengths.unsqueeze(1)).to(src.device)  # (B, S)
+        mask = length_mask(src_lengths, src.size(1), src.device)  # (B, S)
         x = self._embed(self.src_embedding, src)
         for layer in self.encoder_layers:
             x = layer(x, mask)
