@@ -157,6 +157,7 @@ class Trainer:
         )
         self.best = resume.BestCheckpoint(config.train.best_metric, config.train.patience)
         self.unread_steps: list[tuple] = []  # figures of steps not yet read on the host
+        self.gpu_seeded_epoch: int | None = None  # see _seed_batch
         if config.resume:
             self._resume()
 
@@ -385,11 +386,23 @@ class Trainer:
     def _seed_batch(self, position: int) -> None:
         """Dropout and teacher forcing draw from a seed of the run's seed, the epoch and the
         batch's position in it: a batch gets the same draws whichever process trains it in
-        whichever update, and a resumed run needs no process's random state to go on."""
+        whichever update, and a resumed run needs no process's random state to go on.
+
+        On a GPU the seed moves the GPU generator's offset instead of reseeding it: a reseed
+        makes cuDNN rebuild its LSTM dropout state at the next call, which waits for the GPU,
+        every step (benchmarks/cuda_check.py found it). The GPU's own dropout draws stay a
+        function of the batch; cuDNN's LSTM-internal dropout state is built once a run, so
+        between layers of a cuDNN LSTM, and only there, a resumed run draws other masks."""
         seed = np.random.SeedSequence([self.config.seed, self.epoch, position])
         seed = int(seed.generate_state(1, np.uint64)[0])
-        torch.manual_seed(seed)
         self.generator.manual_seed(seed)
+        if self.device.type != "cuda":
+            torch.manual_seed(seed)
+            return
+        torch.default_generator.manual_seed(seed)
+        if self.gpu_seeded_epoch != self.epoch:  # an epoch's (or a resumed run's) first batch
+            torch.cuda.manual_seed(seed)
+            self.gpu_seeded_epoch = self.epoch
 
     def _read_steps(self) -> float:
         """Read the figures of the steps not yet read, with one host sync (every
