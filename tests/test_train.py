@@ -123,7 +123,8 @@ def test_config_diff_names_changes_but_not_where_the_run_lives():
 @pytest.mark.parametrize("amx, expected", [(True, "bfloat16"), (False, "float32")])
 def test_auto_precision_is_bfloat16_on_cpus_with_amx_only(monkeypatch, amx, expected):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    assert pick_precision("auto", torch.device("cpu")) == expected
+    for model_type in ("lstm", "attention", "transformer"):  # each measured in bfloat16
+        assert pick_precision("auto", torch.device("cpu"), model_type) == expected
     for name in ("float32", "bfloat16"):  # an explicit choice always stands
         assert pick_precision(name, torch.device("cpu")) == name
 
