@@ -125,6 +125,9 @@ def test_padding_never_changes_an_encoding_or_a_translation(kind):
         assert torch.allclose(expected, found, atol=1e-5)
         tokens = expected.argmax(-1)
     assert greedy(model, rows).tokens == greedy(model, rows, extra=4, fill=7).tokens
+    state, longer = model.encode(src, lengths), model.encode(more, lengths)
+    if hasattr(state, "summary"):  # the sentence vector `seq2seq sentence-map` draws
+        assert torch.allclose(state.summary(), longer.summary(), atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", TYPES)
@@ -164,6 +167,8 @@ def test_state_select_repeats_and_reorders_rows_exactly(kind):
         log_probs, state = model.decode_step(tokens, state)
         chosen_log_probs, chosen = model.decode_step(tokens[index], chosen)
         assert torch.equal(chosen_log_probs, log_probs[index]), step
+        if hasattr(state, "summary"):
+            assert torch.equal(chosen.summary(), state.summary()[index]), step
         tokens = log_probs.argmax(-1)
 
 

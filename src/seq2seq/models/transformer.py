@@ -49,12 +49,14 @@ class LayerCache:
 @dataclass
 class TransformerState:
     """Everything a decoding step needs: the per-layer caches, the source mask, the number of
-    tokens decoded so far, the encoder output, and the last step's cross-attention."""
+    tokens decoded so far and the last step's cross-attention; and the sentence's summary. The
+    encoder output itself lives on only in the caches' cross keys and values: beam search
+    reorders every field each step, and the (B, S, D) output would be reordered for nothing."""
 
     caches: list[LayerCache]
     mask: torch.Tensor  # (B, S) True at real source tokens
     steps: int
-    memory: torch.Tensor  # (B, S, D)
+    summary_vector: torch.Tensor  # (B, D) the encoder output's mean over real source tokens
     weights: torch.Tensor | None = None  # (L, B, N, S) cross-attention of the last step
 
     def select(self, index: torch.Tensor) -> TransformerState:
@@ -62,7 +64,7 @@ class TransformerState:
             [cache.select(index) for cache in self.caches],
             self.mask.index_select(0, index),
             self.steps,
-            self.memory.index_select(0, index),
+            self.summary_vector.index_select(0, index),
             None if self.weights is None else self.weights.index_select(1, index),
         )
 
@@ -86,8 +88,7 @@ class TransformerState:
 
     def summary(self) -> torch.Tensor:
         """(B, D): the mean of the encoder's outputs over the real source tokens."""
-        mask = self.mask.unsqueeze(-1).to(self.memory.dtype)
-        return (self.memory * mask).sum(1) / mask.sum(1)
+        return self.summary_vector
 
 
 def sinusoids(length: int, size: int, device=None) -> torch.Tensor:
@@ -319,7 +320,9 @@ class Transformer(nn.Module):
             LayerCache(empty, empty, *layer.cross_attention.keys_values(memory))
             for layer in self.decoder_layers
         ]
-        return TransformerState(caches, mask, 0, memory)
+        weights = mask.unsqueeze(-1).to(memory.dtype)
+        summary = (memory * weights).sum(1) / weights.sum(1)  # (B, D)
+        return TransformerState(caches, mask, 0, summary)
 
     def decode_step(
         self, tokens: torch.Tensor, state: TransformerState
@@ -333,7 +336,7 @@ class Transformer(nn.Module):
             weights.append(layer_weights)
         logits = self.output(self.decoder_norm(x)).squeeze(1)  # (B, V)
         new = TransformerState(
-            caches, state.mask, state.steps + 1, state.memory, torch.stack(weights)
+            caches, state.mask, state.steps + 1, state.summary_vector, torch.stack(weights)
         )
         return torch.log_softmax(logits.float(), dim=-1), new
 
