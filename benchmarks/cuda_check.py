@@ -1,8 +1,8 @@
 """Training on a CUDA GPU, checked: each precision trains, the non-finite guard holds, and a
 training step never waits for the GPU.
 
-For every precision (bfloat16 autocast, float16 with the gradient scaler, float32) it trains a
-few hundred steps of a config on the GPU with `train.sync_every=50`, and:
+For every precision (bfloat16 autocast, float16 with the gradient scaler, float32) it trains
+`--steps` steps of each config on the GPU with `train.sync_every=50`, and:
 
 - adds NaN to the logits of two steps, and checks that exactly those two were skipped and
   counted, and that the weights stayed finite (the guard reads the figures every 50 steps);
@@ -10,12 +10,13 @@ few hundred steps of a config on the GPU with `train.sync_every=50`, and:
   the training step and the batch's copy to the GPU, and the Python lines that waited: there
   must be none after the first step (which may set up cuDNN's state); the reads every 50 steps
   and validation are counted apart;
-- reports target tokens per second over the steps (after a warm-up epoch fraction).
+- reports target tokens per second over the steps (the first ones, cuDNN's set-up, included:
+  a check, not a benchmark).
 
     python benchmarks/cuda_check.py [--configs configs/tutorial.yaml ...] [--steps 150]
 
-Prints one JSON line per precision and exits non-zero if a check fails. Needs a CUDA GPU and
-the Multi30k files (SEQ2SEQ_DATA)."""
+Prints one JSON line per config and precision and exits non-zero if a check fails. Needs a
+CUDA GPU and the Multi30k files (SEQ2SEQ_DATA)."""
 
 from __future__ import annotations
 
