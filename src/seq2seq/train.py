@@ -388,11 +388,13 @@ class Trainer:
         batch's position in it: a batch gets the same draws whichever process trains it in
         whichever update, and a resumed run needs no process's random state to go on.
 
-        On a GPU the seed moves the GPU generator's offset instead of reseeding it: a reseed
-        makes cuDNN rebuild its LSTM dropout state at the next call, which waits for the GPU,
-        every step (benchmarks/cuda_check.py found it). The GPU's own dropout draws stay a
-        function of the batch; cuDNN's LSTM-internal dropout state is built once a run, so
-        between layers of a cuDNN LSTM, and only there, a resumed run draws other masks."""
+        On a GPU only the CPU's generator is seeded per batch; the GPU's is seeded once an
+        epoch (and once when a run resumes), from its first batch: any change to the GPU
+        generator's state (a reseed, or moving its offset, both measured) makes cuDNN rebuild
+        its LSTM dropout state at the next call, which waits for the GPU
+        (benchmarks/cuda_check.py found it every step). So on a GPU a run resumed inside an
+        epoch draws other dropout masks for the rest of that epoch, and each process draws
+        its own; at epoch boundaries a resume is exact, as on CPUs."""
         seed = np.random.SeedSequence([self.config.seed, self.epoch, position])
         seed = int(seed.generate_state(1, np.uint64)[0])
         self.generator.manual_seed(seed)
