@@ -101,7 +101,18 @@ def test_an_ensemble_of_one_model_twice_decodes_as_the_model(model):
     [
         (lambda m: m.translate(["x"], beam_size=0), "beam_size must be a whole number, at least 1"),
         (lambda m: m.translate(["x"], beam_size=2.5), "beam_size must be a whole number"),
-        (lambda m: m.translate(["x"], alpha=-1), "alpha must be a number, 0 or more (got -1)"),
+        (lambda m: m.translate(["x"], alpha=-1), "alpha must be a finite number, 0 or more"),
+        (lambda m: m.translate("a", alpha=float("inf")), "alpha must be a finite number, 0 or"),
+        (lambda m: m.translate("a", beam_size=None), "beam_size must be a whole number, at least"),
+        (
+            lambda m: m.translate("a", beam_size=10**9),
+            "beam size 1000000000 is larger than the model's target vocabulary",
+        ),
+        (
+            lambda m: m.translate("a", min_length=50, max_length=5),
+            "min_length must be at most max_length=5 (got 50)",
+        ),
+        (lambda m: m.score("a", ["a"]), "sources is str but targets is list; give a string"),
         (lambda m: m.translate(["x"], max_length=0), "max_length must be a whole number"),
         (
             lambda m: m.nbest(["x"], n=4, beam_size=3),
@@ -124,6 +135,8 @@ def test_mistakes_raise_one_line_errors(model, call, message):
         ("no-such-run", "cpu", "checkpoint no-such-run does not exist"),
         (GOLDEN, "tpu", "unknown device 'tpu'; choose one of auto, cpu, cuda, mps"),
         ([], "cpu", "no checkpoint given"),
+        (None, "cpu", "load takes a run or checkpoint directory (a str or Path) or a list of"),
+        ([GOLDEN, 3], "cpu", "or a list of them, not int"),
     ],
 )
 def test_loading_mistakes_are_the_command_line_s_errors(path, device, message):

@@ -28,7 +28,7 @@ from seq2seq.data.vocab import EOS, SOS
 from seq2seq.decode import length_batches
 from seq2seq.errors import Seq2SeqError
 from seq2seq.plot import check_figure_output, new_figure, save_figure
-from seq2seq.search import Scored, max_lengths
+from seq2seq.search import Scored
 from seq2seq.translate import Translator
 
 
@@ -149,9 +149,7 @@ def attention_maps(
     batches = length_batches([examples[i] for i in todo], settings.batch_size, vocab.pad)
     for batch in batches:
         lines_in_batch = [todo[i] for i in batch.indices]
-        limits = max_lengths(
-            batch.src_lengths - 2, settings.max_length_a, settings.max_length_b, settings.max_length
-        )  # as decode_examples set them
+        limits = settings.limits(batch.src_lengths - 2)  # as decode_examples set them
         found = forced_attention(
             ckpt.model,
             batch.src.to(translator.device),

@@ -11,12 +11,13 @@ keyword arguments, and it raises the same one-line `Seq2SeqError`s the command l
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from seq2seq.alignment import AttentionMap, attention_maps, check_attention
 from seq2seq.checkpoint import Checkpoint, load_ensemble
-from seq2seq.decode import DecodeSettings, checked_settings, is_whole
+from seq2seq.decode import checked_settings, is_whole
 from seq2seq.device import pick_device
 from seq2seq.errors import Seq2SeqError
 from seq2seq.translate import Translator
@@ -58,16 +59,16 @@ class Model:
     ) -> str | list[str]:
         """One translation per sentence (a string for a string); greedy at beam_size 1.
         Options are those of `seq2seq translate`."""
-        found = self.nbest(
-            sentences,
-            n=1,
+        lines = _sentences(sentences, "sentences")
+        translator = self._translator(
             beam_size=beam_size,
             alpha=alpha,
             min_length=min_length,
             max_length=max_length,
             batch_size=batch_size,
         )
-        return found[0].text if isinstance(sentences, str) else [line[0].text for line in found]
+        texts = [hypotheses[0][0] for hypotheses in translator.nbest(lines)]
+        return texts[0] if isinstance(sentences, str) else texts
 
     def nbest(
         self,
@@ -84,7 +85,7 @@ class Model:
         (n if not given; at least n)."""
         lines = _sentences(sentences, "sentences")
         beam_size = n if beam_size is None else beam_size
-        settings = _settings(
+        translator = self._translator(
             beam_size=beam_size,
             n_best=n,
             alpha=alpha,
@@ -92,8 +93,10 @@ class Model:
             max_length=max_length,
             batch_size=batch_size,
         )
-        found = Translator(self.checkpoint, self.device, settings).nbest(lines)
-        out = [[Hypothesis(text, h.log_prob, h.score) for text, h in line] for line in found]
+        out = [
+            [Hypothesis(text, h.log_prob, h.score) for text, h in line]
+            for line in translator.nbest(lines)
+        ]
         return out[0] if isinstance(sentences, str) else out
 
     def attention(
@@ -117,14 +120,13 @@ class Model:
             if value is not None and not is_whole(value):
                 raise Seq2SeqError(f"{name} must be a whole number or None (got {value!r})")
         check_attention(self.checkpoint)
-        settings = _settings(
+        translator = self._translator(
             beam_size=beam_size,
             alpha=alpha,
             min_length=min_length,
             max_length=max_length,
             batch_size=batch_size,
         )
-        translator = Translator(self.checkpoint, self.device, settings)
         best = [hypotheses[0] for hypotheses in translator.nbest(lines)]
         maps = attention_maps(translator, lines, best, layer=layer, head=head)
         return maps[0] if isinstance(sentences, str) else maps
@@ -134,13 +136,22 @@ class Model:
     ) -> float | list[float]:
         """log P(target | source) for each aligned pair, `<eos>` included."""
         src, tgt = _sentences(sources, "sources"), _sentences(targets, "targets")
+        if isinstance(sources, str) != isinstance(targets, str):
+            raise Seq2SeqError(
+                f"sources is {_type(sources)} but targets is {_type(targets)}; give a string "
+                f"for each, or a list for each"
+            )
         if len(src) != len(tgt):
             raise Seq2SeqError(
                 f"{len(src)} sources but {len(tgt)} targets; give one target per source"
             )
-        settings = _settings(beam_size=1, batch_size=batch_size)
-        out = Translator(self.checkpoint, self.device, settings).score(src, tgt)
+        out = self._translator(beam_size=1, batch_size=batch_size).score(src, tgt)
         return out[0] if isinstance(sources, str) else out
+
+    def _translator(self, **settings) -> Translator:
+        """A translator with these settings, each checked as `seq2seq translate` checks its
+        options, and against this model (before any work)."""
+        return Translator(self.checkpoint, self.device, checked_settings(_NAMES, **settings))
 
 
 def load(path: str | Path | list[str | Path], device: str = "auto") -> Model:
@@ -149,6 +160,12 @@ def load(path: str | Path | list[str | Path], device: str = "auto") -> Model:
     paths = list(path) if isinstance(path, list | tuple) else [path]
     if not paths:
         raise Seq2SeqError("no checkpoint given; give a run directory or a list of them")
+    for given in paths:
+        if not isinstance(given, str | os.PathLike):
+            raise Seq2SeqError(
+                f"load takes a run or checkpoint directory (a str or Path) or a list of them, "
+                f"not {_type(given)}"
+            )
     chosen = pick_device(device)
     return Model(load_ensemble(paths, chosen), chosen)
 
@@ -176,8 +193,3 @@ _NAMES = {
     "min_length": "min_length",
     "max_length": "max_length",
 }
-
-
-def _settings(**values) -> DecodeSettings:
-    """The decoding settings, each checked as `seq2seq translate` checks its options."""
-    return checked_settings(_NAMES, **values)

@@ -175,10 +175,17 @@ def _decoding_options(parser: argparse.ArgumentParser, *, ensemble: bool = True)
     )
     parser.add_argument("--min-length", type=int, default=0, help="no <eos> before N tokens")
     parser.add_argument(
-        "--max-length",
+        "--max-length-a",
+        type=float,
+        help="output tokens per source token (default: the checkpoint's train.max_length_a)",
+    )
+    parser.add_argument(
+        "--max-length-b",
         type=int,
-        default=None,
-        help="cap on output tokens (default: 1.5 x source length + 10)",
+        help="output tokens added to that (default: the checkpoint's train.max_length_b)",
+    )
+    parser.add_argument(
+        "--max-length", type=int, help="cap on output tokens (default: none but the rule above)"
     )
     parser.add_argument("--batch-size", type=int, default=128, help="sentences per batch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -200,6 +207,7 @@ def _settings(args):
     from seq2seq.decode import checked_settings
 
     names = ("batch_size", "beam_size", "n_best", "alpha", "min_length", "max_length")
+    names += ("max_length_a", "max_length_b")
     values = {name: getattr(args, name) for name in names if name != "n_best"}
     values["n_best"] = getattr(args, "n_best", 1)  # translate's option alone
     return checked_settings({name: "--" + name.replace("_", "-") for name in names}, **values)

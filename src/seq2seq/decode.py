@@ -4,12 +4,14 @@ say, and the results back in the examples' order. Written only against the model
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from seq2seq.config import Config, TrainConfig
 from seq2seq.data.batching import iterate, sorted_batches
 from seq2seq.data.dataset import Example
 from seq2seq.errors import Seq2SeqError
@@ -19,16 +21,42 @@ from seq2seq.search import Scored, beam_search, greedy_search, length_penalty, m
 @dataclass(frozen=True)
 class DecodeSettings:
     """How to decode: greedy when beam_size is 1, else beam search. Output is at most
-    max_length_a * source length + max_length_b tokens, and at most max_length if set."""
+    max_length_a * source length + max_length_b tokens, and at most max_length if set. The
+    length rule left None is the checkpoint's own, `train.max_length_a/b`, the one validation
+    decoded with (`for_checkpoint`); without a checkpoint, those keys' defaults."""
 
     batch_size: int = 128
     beam_size: int = 1
     alpha: float = 0.0
     n_best: int = 1
     min_length: int = 0
-    max_length_a: float = 1.5
-    max_length_b: int = 10
+    max_length_a: float | None = None
+    max_length_b: int | None = None
     max_length: int | None = None
+
+    def for_checkpoint(self, config: Config, tgt_vocab_size: int) -> DecodeSettings:
+        """These settings for one model: its length rule where none was given, and a beam no
+        wider than its target vocabulary (wider only costs memory: 10**9 would exhaust it)."""
+        if self.beam_size > tgt_vocab_size:
+            raise Seq2SeqError(
+                f"beam size {self.beam_size} is larger than the model's target vocabulary "
+                f"({tgt_vocab_size} tokens); give a beam size of at most {tgt_vocab_size}"
+            )
+        return self.with_length_rule(config.train)
+
+    def with_length_rule(self, train: TrainConfig) -> DecodeSettings:
+        a, b = self.max_length_a, self.max_length_b
+        return replace(
+            self,
+            max_length_a=train.max_length_a if a is None else a,
+            max_length_b=train.max_length_b if b is None else b,
+        )
+
+    def limits(self, src_lengths: torch.Tensor) -> torch.Tensor:
+        """(B,) output length limits for sources of these lengths (without <sos>/<eos>); a rule
+        left None, with no checkpoint to read it from, is train.max_length_a/b's default."""
+        rule = self.with_length_rule(TrainConfig())
+        return max_lengths(src_lengths, rule.max_length_a, rule.max_length_b, self.max_length)
 
 
 def checked_settings(names: Mapping[str, str], **values) -> DecodeSettings:
@@ -43,19 +71,30 @@ def checked_settings(names: Mapping[str, str], **values) -> DecodeSettings:
         value = values.get(name, minimum)
         if not is_whole(value) or value < minimum:
             fail(name, f"a whole number, at least {minimum}")
-    max_length = values.get("max_length")
-    if max_length is not None and (not is_whole(max_length) or max_length < 1):
-        fail("max_length", "a whole number, at least 1")
-    alpha = values.get("alpha", 0.0)
-    if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not alpha >= 0:
-        fail("alpha", "a number, 0 or more")
+    for name, minimum in (("max_length", 1), ("max_length_b", 0)):
+        value = values.get(name)
+        if value is not None and (not is_whole(value) or value < minimum):
+            fail(name, f"a whole number, at least {minimum}")
+    if not is_finite_number(values.get("alpha", 0.0)):
+        fail("alpha", "a finite number, 0 or more")
+    if values.get("max_length_a") is not None and not is_finite_number(values["max_length_a"]):
+        fail("max_length_a", "a finite number, 0 or more")
     if values.get("n_best", 1) > values["beam_size"]:
         fail("n_best", f"between 1 and {names['beam_size']}={values['beam_size']}")
-    return DecodeSettings(**{**values, "alpha": float(alpha)})
+    max_length = values.get("max_length")
+    if max_length is not None and values.get("min_length", 0) > max_length:
+        fail("min_length", f"at most {names['max_length']}={max_length}")
+    return DecodeSettings(**{**values, "alpha": float(values.get("alpha", 0.0))})
 
 
 def is_whole(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_finite_number(value) -> bool:
+    """A real number (not a bool), finite, 0 or more."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return real and math.isfinite(value) and value >= 0
 
 
 def decode_examples(
@@ -74,9 +113,7 @@ def decode_examples(
     out = [[Scored([], 0.0, 0.0) for _ in range(settings.n_best)] for _ in examples]
     todo = [i for i, example in enumerate(examples) if len(example.src) > 2]
     for batch in length_batches([examples[i] for i in todo], settings.batch_size, pad):
-        limits = max_lengths(
-            batch.src_lengths - 2, settings.max_length_a, settings.max_length_b, settings.max_length
-        )
+        limits = settings.limits(batch.src_lengths - 2)
         batch = batch.to(device)
         if settings.beam_size == 1 and settings.min_length == 0:  # greedy is beam 1, faster
             greedy = greedy_search(

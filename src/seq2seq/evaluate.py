@@ -135,7 +135,8 @@ def evaluate_split(
     data_dir: str | None = None,
     settings: DecodeSettings = DecodeSettings(),
 ) -> dict:
-    """Every figure for one split of the checkpoint's corpus."""
+    """Every figure for one split of the checkpoint's corpus, decoded with the checkpoint's
+    length rule unless `settings` gives one."""
     from seq2seq.data.dataset import load_split, numericalize
 
     data = ckpt.config.data
@@ -149,6 +150,6 @@ def evaluate_split(
         vocab=ckpt.tgt_vocab,
         tokenizer=tokenizer,
         device=device,
-        settings=settings,
+        settings=settings.for_checkpoint(ckpt.config, len(ckpt.tgt_vocab)),
     )
     return {"split": split.name, "sentences": len(examples), **figures}

@@ -21,7 +21,7 @@ class Translator:
     ):
         self.ckpt = ckpt
         self.device = device
-        self.settings = settings
+        self.settings = settings.for_checkpoint(ckpt.config, len(ckpt.tgt_vocab))
         data = ckpt.config.data
         self.src_tokenizer = tokenizer_for(data, "src", ckpt.src_vocab)
         self.tgt_tokenizer = tokenizer_for(data, "tgt", ckpt.tgt_vocab)
@@ -32,14 +32,7 @@ class Translator:
         ckpt, vocab = self.ckpt, self.ckpt.tgt_vocab
         lines = _strip(lines)
         tokens = self.src_tokenizer.tokenize_many(lines)
-        limit = ckpt.config.data.max_length
-        too_long = sum(len(t) > limit for t in tokens)
-        if too_long:  # encode_source truncates them: long inputs never exhaust memory
-            log.warning(
-                "%d input lines have more than data.max_length=%d tokens and were truncated to it",
-                too_long,
-                limit,
-            )
+        self._warn_truncated(tokens, "input")
         examples = [self._example(t, []) for t in tokens]
         found = decode_examples(
             ckpt.model,
@@ -60,6 +53,8 @@ class Translator:
         """log P(target | source) under the model, one per pair, <eos> included."""
         src_tokens = self.src_tokenizer.tokenize_many(_strip(sources))
         tgt_tokens = self.tgt_tokenizer.tokenize_many(_strip(targets))
+        self._warn_truncated(src_tokens, "source")
+        self._warn_truncated(tgt_tokens, "target")
         examples = [self._example(s, t) for s, t in zip(src_tokens, tgt_tokens, strict=True)]
         return score_examples(
             self.ckpt.model,
@@ -68,6 +63,19 @@ class Translator:
             device=self.device,
             batch_size=self.settings.batch_size,
         )
+
+    def _warn_truncated(self, tokens: list[list[str]], what: str) -> None:
+        """encode_source and encode_target truncate at data.max_length (so long lines never
+        exhaust memory); say so, since a truncated target is scored as a shorter sentence."""
+        limit = self.ckpt.config.data.max_length
+        too_long = sum(len(t) > limit for t in tokens)
+        if too_long:
+            log.warning(
+                "%d %s lines have more than data.max_length=%d tokens and were truncated to it",
+                too_long,
+                what,
+                limit,
+            )
 
     def _example(self, src_tokens: list[str], tgt_tokens: list[str]) -> Example:
         data = self.ckpt.config.data
