@@ -120,8 +120,19 @@ def test_config_diff_names_changes_but_not_where_the_run_lives():
     assert config_diff(old, new) == ["train.lr: 0.001 -> 0.01"]
 
 
-@pytest.mark.parametrize("amx, expected", [(True, "bfloat16"), (False, "float32")])
-def test_auto_precision_is_bfloat16_on_cpus_with_amx_only(monkeypatch, amx, expected):
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "expected"),
+    [
+        (True, False, "bfloat16"),  # AMD Zen 4, Intel Cooper Lake: avx512_bf16 without AMX
+        (False, True, "bfloat16"),
+        (True, True, "bfloat16"),  # Intel Sapphire Rapids and later
+        (False, False, "float32"),  # bfloat16 would be emulated, slower than float32
+    ],
+)
+def test_auto_precision_is_bfloat16_on_cpus_with_native_bfloat16(
+    monkeypatch, avx512_bf16, amx, expected
+):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     for model_type in ("lstm", "attention", "transformer"):  # each measured in bfloat16
         assert pick_precision("auto", torch.device("cpu"), model_type) == expected

@@ -160,8 +160,9 @@ class TrainConfig:
     # Batches whose gradients add up to one update (gradient accumulation): the update of a
     # batch K times larger. With N processes, each update covers N x accumulate batches.
     accumulate: int = 1
-    # "auto": bfloat16 autocast where it pays off (CPUs with AMX, GPUs with bfloat16), float16
-    # with a gradient scaler on GPUs without bfloat16, else float32; see device.py.
+    # "auto": bfloat16 autocast where it pays off (CPUs with avx512_bf16 or AMX, GPUs with
+    # bfloat16), float16 with a gradient scaler on GPUs without bfloat16, else float32; see
+    # device.py and docs/precision.md.
     precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # Read the running loss and the non-finite-step guard every N steps (one host sync each);
     # None: every step on CPUs, where it costs nothing, every 50 on GPUs.

@@ -31,10 +31,10 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-# Model types that `auto` trains in bfloat16 on CPUs with AMX: those whose quality in bfloat16
-# was measured. The Transformer trained 1.28x faster in it on a quiet CPU
-# (benchmarks/transformer_speed.py), and bfloat16 runs showed no loss: on a GPU the recipe of
-# configs/transformer.yaml reached 38.00 BLEU at beam 5 (float32 on the CPU: 38.11), and on
+# Model types that `auto` trains in bfloat16 on CPUs with native bfloat16 arithmetic: those
+# whose quality in bfloat16 was measured. The Transformer trained 1.28x faster in it on a quiet
+# CPU (benchmarks/transformer_speed.py), and bfloat16 runs showed no loss: on a GPU the recipe
+# of configs/transformer.yaml reached 38.00 BLEU at beam 5 (float32 on the CPU: 38.11), and on
 # the CPU configs/transformer_fast.yaml reached 28.62 after 4 epochs (README, Results). A new
 # model type joins the list once measured.
 CPU_BFLOAT16_TYPES = ("lstm", "attention", "transformer")
@@ -42,12 +42,14 @@ CPU_BFLOAT16_TYPES = ("lstm", "attention", "transformer")
 
 def pick_precision(name: str, device: torch.device, model_type: str = "lstm") -> str:
     """With "auto", bfloat16 autocast where it was measured to pay off without costing quality,
-    and float32 elsewhere. On a CPU with AMX a full tutorial epoch took 74 s against 138 s in
-    float32, and the tutorial run's test BLEU was within seed noise of float32's (README,
-    Results); the attention models trained faster in it there too, in a probe. GPUs that support
-    bfloat16 get it for every model, older GPUs float16 with a gradient scaler. CPUs without
-    AMX emulate bfloat16 or barely speed it up, and MPS autocast support varies, so they keep
-    float32. float16 is for CUDA alone: CPUs have no fast float16 arithmetic."""
+    and float32 elsewhere (docs/precision.md). CPUs with native bfloat16 arithmetic
+    (`cpu_has_native_bfloat16`) get it: with AMX a full tutorial epoch took 74 s against 138 s
+    in float32, with avx512_bf16 alone the tutorial LSTM trained 1.41x and the Transformer 1.71x
+    faster (issue 19), and the tutorial run's test BLEU was within seed noise of float32's
+    (README, Results). GPUs that support bfloat16 get it for every model, older GPUs float16
+    with a gradient scaler. Other CPUs emulate bfloat16, slower than float32, and MPS autocast
+    support varies, so they keep float32. float16 is for CUDA alone: CPUs have no fast float16
+    arithmetic."""
     if name == "float16" and device.type != "cuda":
         raise Seq2SeqError(
             f"train.precision=float16 needs a CUDA GPU (this run is on {device.type}); use "
@@ -58,9 +60,16 @@ def pick_precision(name: str, device: torch.device, model_type: str = "lstm") ->
     if device.type == "cuda":
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     if device.type == "cpu" and model_type in CPU_BFLOAT16_TYPES:
-        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-        return "bfloat16" if amx() else "float32"
+        return "bfloat16" if cpu_has_native_bfloat16() else "float32"
     return "float32"
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 natively: AVX-512 BF16 instructions (Intel Cooper
+    Lake and later, AMD Zen 4 and later) or AMX tiles (Intel Sapphire Rapids and later), as
+    PyTorch's oneDNN detects them."""
+    detectors = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in detectors)
 
 
 def autocast(precision: str, device: torch.device):
