@@ -16,6 +16,7 @@ from test_reliability import corpus, tiny, train  # noqa: F401 (corpus is a fixt
 from seq2seq import checkpoint
 from seq2seq.average import average_checkpoints
 from seq2seq.data.vocab import Vocab, model_sizes
+from seq2seq.errors import Seq2SeqError
 from seq2seq.models import build_model
 
 
@@ -65,6 +66,17 @@ def test_other_model_settings_are_refused_in_one_line_naming_them(two, tmp_path,
     checkpoint.save(tmp_path / "gru", model, config, (SRC, TGT), {"epoch": 1})
     code = cli(["average", *two, tmp_path / "gru", "--output", tmp_path / "mean"])
     assert_error(capsys, code, "their configs differ (model.cell: 'lstm' -> 'gru')")
+    assert not (tmp_path / "mean").exists()
+
+
+@pytest.mark.parametrize(("key", "value"), [("joint_vocab", True), ("max_length", 50)])
+def test_other_text_preparation_is_refused_as_ensembles_refuse_it(two, tmp_path, key, value):
+    config = dataclasses.replace(CONFIG, data=dataclasses.replace(CONFIG.data, **{key: value}))
+    checkpoint.save(tmp_path / "c", make_model(2), config, (SRC, TGT), {"epoch": 1})
+    with pytest.raises(Seq2SeqError) as error:
+        average_checkpoints([two[0], tmp_path / "c"], tmp_path / "mean")
+    expected = f"{tmp_path / 'c'} has data.{key}={value!r} but {two[0]} has"
+    assert f"cannot average {tmp_path / 'c'} with {two[0]}: {expected}" in str(error.value)
     assert not (tmp_path / "mean").exists()
 
 

@@ -227,7 +227,14 @@ def test_load_ensemble_refuses_different_vocabularies(tmp_path, vocabs):
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("reverse_source", False), ("lowercase", False), ("src_lang", "fr")]
+    ("key", "value"),
+    [
+        ("reverse_source", False),
+        ("lowercase", False),
+        ("src_lang", "fr"),
+        ("joint_vocab", True),
+        ("max_length", 50),
+    ],
 )
 def test_load_ensemble_refuses_different_text_preparation(tmp_path, key, value):
     other = dataclasses.replace(CONFIG, data=dataclasses.replace(CONFIG.data, **{key: value}))

@@ -1,7 +1,8 @@
 """Checkpoint averaging: the mean of several checkpoints' weights, written as an ordinary
 checkpoint directory (Vaswani et al. 2017, section 6.1, averaged the last 5 or 20 checkpoints;
 fairseq's average_checkpoints.py does the same). The members must be one model: the same
-model settings, vocabularies and text preparation, as the epoch-K/ checkpoints of one run are.
+model settings, vocabularies and text preparation (compat.py), as the epoch-K/ checkpoints of
+one run are.
 """
 
 from __future__ import annotations
@@ -10,12 +11,8 @@ import json
 from pathlib import Path
 
 from seq2seq import checkpoint
-from seq2seq.config import config_to_dict
+from seq2seq.compat import check_combinable
 from seq2seq.errors import Seq2SeqError
-from seq2seq.resume import config_diff
-
-# The data settings that decide how text becomes ids, besides the vocabularies themselves.
-TEXT_PREPARATION = ("src_lang", "tgt_lang", "lowercase", "reverse_source")
 
 
 def last_epochs(run_dir: str | Path, count: int) -> list[Path]:
@@ -45,7 +42,7 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> list[Pat
     for path in paths:
         last = checkpoint.load(path)
         first = first or last
-        _check_alike(last, first)
+        check_combinable(first, last, how="average")
         for name, tensor in last.model.state_dict().items():
             if tensor.is_floating_point():
                 sums[name] = sums.get(name, 0) + tensor.double()
@@ -76,25 +73,4 @@ def _check_output(output: Path) -> None:
         raise Seq2SeqError(
             f"--output {output} already exists and is not an averaged checkpoint; "
             f"give a new directory"
-        )
-
-
-def _check_alike(member: checkpoint.Checkpoint, first: checkpoint.Checkpoint) -> None:
-    if (member.src_vocab, member.tgt_vocab) != (first.src_vocab, first.tgt_vocab):
-        raise Seq2SeqError(
-            f"cannot average {member.path} with {first.path}: their vocabularies differ; "
-            f"average checkpoints of one run"
-        )
-    changes = config_diff(
-        config_to_dict(first.config)["model"], config_to_dict(member.config)["model"], "model."
-    )
-    changes += [
-        f"data.{key}: {getattr(first.config.data, key)!r} -> {getattr(member.config.data, key)!r}"
-        for key in TEXT_PREPARATION
-        if getattr(first.config.data, key) != getattr(member.config.data, key)
-    ]
-    if changes:
-        raise Seq2SeqError(
-            f"cannot average {member.path} with {first.path}: their configs differ "
-            f"({'; '.join(changes)}); average checkpoints of one run"
         )

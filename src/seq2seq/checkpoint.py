@@ -331,38 +331,15 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
 def load_ensemble(paths: list[str | Path], device: torch.device | str = "cpu") -> Checkpoint:
     """One checkpoint, or several averaged as an ensemble; members must read and write the same
     vocabularies and prepare text the same way."""
+    from seq2seq.compat import check_combinable
     from seq2seq.models.ensemble import Ensemble
 
     members = [load(path, device) for path in paths]
     first = members[0]
     for other in members[1:]:
-        _check_alike(first, other)
+        check_combinable(first, other, how="ensemble")
     if len(members) == 1:
         return first
     model = Ensemble([member.model for member in members]).to(device)
     meta = {"members": [str(member.path) for member in members]}
     return Checkpoint(model, first.config, first.src_vocab, first.tgt_vocab, meta, first.path)
-
-
-def _check_alike(first: Checkpoint, other: Checkpoint) -> None:
-    """Refuse an ensemble member that prepares text otherwise or has other vocabularies."""
-    keys = ["tokenizer", "src_lang", "tgt_lang", "lowercase", "reverse_source"]
-    if first.config.data.tokenizer == "sentencepiece":
-        keys.append("sp_pretokenize")
-    for key in keys:
-        mine, theirs = getattr(first.config.data, key), getattr(other.config.data, key)
-        if mine != theirs:
-            raise CheckpointError(
-                f"{other.path} has data.{key}={theirs!r} but {first.path} "
-                f"has {mine!r}; ensemble members must prepare text alike"
-            )
-    if [v.itos for v in other.vocabs] != [v.itos for v in first.vocabs]:
-        raise CheckpointError(
-            f"{other.path} and {first.path} have different vocabularies; ensemble only "
-            f"models trained on the same data with the same vocabulary settings"
-        )
-    if other.vocabs != first.vocabs:
-        raise CheckpointError(
-            f"{other.path} and {first.path} have different SentencePiece models; ensemble "
-            f"only models trained on the same data with the same tokenizer settings"
-        )
