@@ -18,16 +18,17 @@
 #     configs/transformer.yaml for up to 40 epochs, and with a joint BPE vocabulary;
 #     configs/transformer_wide.yaml; configs/attention.yaml.
 # Training runs are stopped with SIGTERM at TRAIN_SECONDS (their best/ stays), then evaluated
-# on test2016 and test2017 until EVAL_SECONDS have passed. Every figure lands in OUT_DIR/results;
-# the checkpoints stay behind (in $RUNS_DIR).
+# on test2016 and test2017 until EVAL_SECONDS have passed. Every figure lands in OUT_DIR/results,
+# and nothing else does: the commands' logs go to OUT_DIR/logs, the checkpoints stay behind
+# (in $RUNS_DIR).
 # Needs: the Multi30k files in $SEQ2SEQ_DATA, the project on PYTHONPATH (or installed).
 set -uo pipefail
 out=$(realpath "$1")
 train_seconds=${2:-330}
 eval_seconds=${3:-150}
 device=${DEVICE:-cuda}
-results=$out/results
-mkdir -p "$results"
+results=$out/results logs=$out/logs
+mkdir -p "$results" "$logs"
 runs=${RUNS_DIR:-/tmp/gpu-runs}
 mkdir -p "$runs"
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
@@ -77,7 +78,7 @@ add att configs/attention.yaml train.epochs=30 train.patience=8 train.keep_check
 for name in "${!configs[@]}"; do
     # shellcheck disable=SC2086
     timeout -s TERM -k 60 "$train_seconds" "$py" -m seq2seq train "${configs[$name]}" \
-        name="$name" "${common[@]}" ${overrides[$name]} ${EXTRA:-} >"$results/$name.train.log" 2>&1 &
+        name="$name" "${common[@]}" ${overrides[$name]} ${EXTRA:-} >"$logs/$name.train.log" 2>&1 &
 done
 stamp "started ${#configs[@]} training runs for at most ${train_seconds}s"
 
@@ -86,15 +87,15 @@ precisions=(bfloat16 float16 float32)
 [ "$device" = cpu ] && precisions=(float32)
 timeout 240 "$py" benchmarks/cuda_check.py --configs configs/tutorial.yaml --steps 150 \
     --device "$device" --precisions "${precisions[@]}" >"$results/cuda_check.jsonl" \
-    2>"$results/cuda_check.err"
+    2>"$logs/cuda_check.err"
 stamp "cuda_check exit $?"
 timeout 180 "$py" -m torch.distributed.run --nproc-per-node 1 -m seq2seq train configs/tiny.yaml \
     device="$device" \
-    output_dir="$runs" name=torchrun1 >"$results/torchrun1.log" 2>&1
+    output_dir="$runs" name=torchrun1 >"$results/torchrun1.txt" 2>&1
 stamp "torchrun (1 process, NCCL) exit $?"
 timeout 60 "$py" -m torch.distributed.run --nproc-per-node 2 -m seq2seq train configs/tiny.yaml \
     device="$device" \
-    output_dir="$runs" name=torchrun2 >"$results/torchrun2.log" 2>&1
+    output_dir="$runs" name=torchrun2 >"$results/torchrun2.txt" 2>&1
 stamp "torchrun (2 processes, 1 GPU) exit $? (one line expected)"
 wait
 stamp "training done"
@@ -106,7 +107,7 @@ evaluate() {  # RUN SPLIT BEAM [extra] -> results/RUN.SPLIT.bBEAM.json
     [ $# -gt 0 ] && tag=$tag-ens
     timeout 150 "$py" -m seq2seq evaluate "$runs/$run" --split "$split" --beam-size "$beam" \
         --json --device "$device" "$@" >"$results/$tag.$split.b$beam.json" \
-        2>"$results/$tag.$split.b$beam.err"
+        2>"$logs/$tag.$split.b$beam.err"
 }
 average() {  # RUN: its last (up to 5) kept epochs into RUN/averaged, beam 5 on both test sets
     local kept
@@ -121,7 +122,7 @@ for seed in 1 2 3; do
     (
         for dir in rev fwd; do evaluate "$dir-s$seed" test 1; done
         timeout 200 "$py" -m seq2seq compare "$runs/rev-s$seed" "$runs/fwd-s$seed" --split test \
-            --json --device "$device" >"$results/compare-s$seed.json" 2>"$results/compare-s$seed.err"
+            --json --device "$device" >"$results/compare-s$seed.json" 2>"$logs/compare-s$seed.err"
     ) &
 done
 for name in sb sb-4x1000 sb-4x1000-s2 sb-4x1000-bpe tf tf-bpe tf-wide att; do
