@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from seq2seq.compare import SEED, metrics, p_value, resampled_scores
+from seq2seq.analysis.compare import SEED, metrics, p_value, resampled_scores
 
 LEVEL = 0.05
 

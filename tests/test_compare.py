@@ -17,7 +17,7 @@ import yaml
 from conftest import MULTI30K, assert_error, cli
 from sacrebleu.metrics import BLEU, CHRF
 
-from seq2seq.compare import p_value, paired_bootstrap
+from seq2seq.analysis.compare import p_value, paired_bootstrap
 from seq2seq.errors import Seq2SeqError
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"

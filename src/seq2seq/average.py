@@ -12,21 +12,22 @@ from pathlib import Path
 
 from seq2seq import checkpoint
 from seq2seq.compat import check_combinable
-from seq2seq.errors import Seq2SeqError
+from seq2seq.errors import ParameterError, Seq2SeqError
 
 
 def last_epochs(run_dir: str | Path, count: int) -> list[Path]:
     """The run's last `count` epoch-K/ checkpoints, oldest first."""
     if count < 1:
-        raise Seq2SeqError(f"--last must be at least 1 (got {count})")
+        raise ParameterError("last", f"{{parameter}} must be at least 1 (got {count})")
     if not Path(run_dir).is_dir():
         raise Seq2SeqError(f"run directory {run_dir} does not exist; give the run's directory")
     kept = checkpoint.epoch_checkpoints(Path(run_dir))
     if len(kept) < count:
         names = ", ".join(path.name for path in kept) or "none"
-        raise Seq2SeqError(
-            f"{run_dir} holds {len(kept)} epoch checkpoints ({names}), fewer than --last "
-            f"{count}; train with train.keep_checkpoints={count} or more"
+        raise ParameterError(
+            "last",
+            f"{run_dir} holds {len(kept)} epoch checkpoints ({names}), fewer than "
+            f"{{parameter}} {count}; train with train.keep_checkpoints={count} or more",
         )
     return kept[-count:]
 
@@ -70,7 +71,8 @@ def _check_output(output: Path) -> None:
     except (OSError, ValueError):
         meta = None
     if not (isinstance(meta, dict) and "averaged" in meta):
-        raise Seq2SeqError(
-            f"--output {output} already exists and is not an averaged checkpoint; "
-            f"give a new directory"
+        raise ParameterError(
+            "output",
+            f"{{parameter}} {output} already exists and is not an averaged checkpoint; "
+            f"give a new directory",
         )

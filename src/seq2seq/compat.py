@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from seq2seq.config import config_to_dict
 from seq2seq.errors import CheckpointError
-from seq2seq.resume import config_diff
+from seq2seq.training.state import config_diff
 
 if TYPE_CHECKING:
     from seq2seq.checkpoint import Checkpoint
