@@ -24,12 +24,14 @@ from seq2seq.translate import Translator
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """One n-best entry: the text, its log-probability (`<eos>` included) and the score it
-    was ranked by (the log-probability divided by the length penalty)."""
+    """One n-best entry: the text, its log-probability (`<eos>` included if it ended), the
+    score it was ranked by (the log-probability divided by the length penalty), and whether
+    it ended with `<eos>` (False: search cut it at its length limit)."""
 
     text: str
     log_prob: float
     score: float
+    ended: bool
 
 
 class Model:
@@ -81,7 +83,8 @@ class Model:
         batch_size: int = 128,
     ) -> list[Hypothesis] | list[list[Hypothesis]]:
         """The n best translations of each sentence, best first, by beam search of beam_size
-        (n if not given; at least n)."""
+        (n if not given; at least n). An empty sentence gives the empty translation, n times,
+        of the log-probability `score` gives it (docs/search.md)."""
         lines = _sentences(sentences, "sentences")
         beam_size = n if beam_size is None else beam_size
         settings = _settings(
@@ -93,7 +96,9 @@ class Model:
             batch_size=batch_size,
         )
         found = Translator(self.checkpoint, self.device, settings).nbest(lines)
-        out = [[Hypothesis(text, h.log_prob, h.score) for text, h in line] for line in found]
+        out = [
+            [Hypothesis(text, h.log_prob, h.score, h.ended) for text, h in line] for line in found
+        ]
         return out[0] if isinstance(sentences, str) else out
 
     def attention(

@@ -26,8 +26,8 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from seq2seq.config import TransformerConfig
-from seq2seq.models.transfer import length_mask
-from seq2seq.search import mixed_forcing
+from seq2seq.models.forcing import mixed_forcing
+from seq2seq.models.packing import length_mask
 
 
 @dataclass
