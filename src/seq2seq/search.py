@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import torch
 
+from seq2seq.models.protocol import DecoderState
+
 # What greedy search's output buffer holds where no token was written (past a sentence's end).
 _UNWRITTEN = -1
 
@@ -176,76 +178,117 @@ def beam_search(
     the others. A sentence is done when it has K finished hypotheses, when (with alpha 0, where
     scores only fall) no live hypothesis can beat its n_best-th finished one, or at its
     max_length, where live hypotheses finish without <eos>. <eos> is barred before min_length
-    tokens. Returns, per sentence, up to n_best hypotheses, best first.
+    tokens. Returns, per sentence, n_best hypotheses, best first.
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best ({n_best}) must be between 1 and beam_size ({beam_size})")
-    batch_size, beams, device = src.size(0), beam_size, src.device
-    # Sentences still searching: their ids in the input batch, and their length limits.
-    # Done sentences leave the batch, so the model's work shrinks as sentences finish.
     ids = _to_decode(max_length)
-    finished = [_cut_at_zero(alpha, n_best) for _ in range(batch_size)]
+    finished = [_cut_at_zero(alpha, n_best) for _ in range(src.size(0))]
     for i in ids:
         finished[i] = []
     if not ids:
         return finished
-    limits = max_length.cpu()[ids]
-    rows = torch.tensor(ids, device=device).repeat_interleave(beams)  # (B'*K,)
-    state = model.encode(src, src_lengths).select(rows)
-    scores = torch.full((len(ids), beams), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # all beams start identical: keep one so the first step is not repeated
-    tokens = torch.full((len(ids) * beams,), sos, dtype=torch.long, device=device)
-    history = torch.empty((len(ids) * beams, 0), dtype=torch.long, device=device)
-    rank_in_beam = torch.arange(2 * beams, device=device) < beams  # (2K,)
-    for step in range(1, int(limits.max()) + 1):
-        live = len(ids)  # B' sentences, B' * K rows
-        log_probs, state = model.decode_step(tokens, state)  # (B'*K, V)
-        vocab_size = log_probs.size(-1)
+    beams = _Beams.start(model, src, src_lengths, ids, max_length, sos=sos, size=beam_size)
+    for step in range(1, int(beams.limits.max()) + 1):
+        log_probs, beams.state = model.decode_step(beams.tokens, beams.state)  # (B'*K, V)
         if step <= min_length:
             log_probs[:, eos] = float("-inf")
-        candidates = scores.unsqueeze(-1) + log_probs.view(live, beams, vocab_size)
+        for i, tokens, log_prob in beams.advance(log_probs, eos):
+            finished[i].append(hypothesis(tokens, log_prob, ended=True, alpha=alpha))
+        at_limit = beams.limits <= step
+        for i, tokens, log_prob in beams.live(at_limit):
+            finished[i].append(hypothesis(tokens, log_prob, ended=False, alpha=alpha))
+        done = at_limit | torch.tensor([len(finished[i]) >= beam_size for i in beams.ids])
+        if alpha == 0.0:
+            best_live = beams.scores.max(-1).values.cpu()
+            done |= _cannot_improve([finished[i] for i in beams.ids], best_live, n_best)
+        if bool(done.all()):
+            break
+        if bool(done.any()):
+            beams.keep((~done).nonzero().flatten())
+    return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
+
+
+@dataclass
+class _Beams:
+    """The live hypotheses of the B' sentences still searching, K rows per sentence. Done
+    sentences leave, so the model's work shrinks as sentences finish."""
+
+    ids: list[int]  # the sentences' indices in the input batch
+    limits: torch.Tensor  # (B',) their length limits, on the CPU
+    state: DecoderState  # the model's, of the B' * K rows
+    tokens: torch.Tensor  # (B'*K,) each row's last token
+    history: torch.Tensor  # (B'*K, t) each row's tokens so far
+    scores: torch.Tensor  # (B', K) each row's log-probability so far
+
+    @classmethod
+    def start(cls, model, src, src_lengths, ids: list[int], max_length, *, sos: int, size: int):
+        """K copies of each sentence in ids, of which only the first is live: all beams start
+        identical, and keeping one keeps the first step from being repeated."""
+        device, rows = src.device, len(ids) * size
+        state = model.encode(src, src_lengths).select(
+            torch.tensor(ids, device=device).repeat_interleave(size)
+        )
+        scores = torch.full((len(ids), size), float("-inf"), device=device)
+        scores[:, 0] = 0.0
+        tokens = torch.full((rows,), sos, dtype=torch.long, device=device)
+        history = torch.empty((rows, 0), dtype=torch.long, device=device)
+        return cls(list(ids), max_length.cpu()[ids], state, tokens, history, scores)
+
+    @property
+    def size(self) -> int:
+        return self.scores.size(1)
+
+    def advance(self, log_probs: torch.Tensor, eos: int) -> list[tuple[int, list[int], float]]:
+        """Extend every row by every token (log_probs (B'*K, V)); keep the K best of each
+        sentence that do not end. Returns those that end with <eos> among the K best, as
+        (sentence id, tokens, log-probability)."""
+        live, beams, device = len(self.ids), self.size, log_probs.device
+        vocab_size = log_probs.size(-1)
+        candidates = self.scores.unsqueeze(-1) + log_probs.view(live, beams, vocab_size)
         top_scores, top_ids = candidates.view(live, -1).topk(2 * beams, dim=-1)  # (B', 2K)
         top_beams, top_tokens = top_ids // vocab_size, top_ids % vocab_size
         is_eos = top_tokens == eos
-
-        # Hypotheses ending in <eos> among the K best leave the beam.
+        rank_in_beam = torch.arange(2 * beams, device=device) < beams  # (2K,)
         ending = is_eos & rank_in_beam & top_scores.isfinite()
-        for b, j in ending.nonzero().tolist():
-            prefix = history[b * beams + top_beams[b, j]].tolist()
-            finished[ids[b]].append(
-                hypothesis(prefix, float(top_scores[b, j]), ended=True, alpha=alpha)
+        ended = [
+            (
+                self.ids[b],
+                self.history[b * beams + top_beams[b, j]].tolist(),
+                float(top_scores[b, j]),
             )
-
+            for b, j in ending.nonzero().tolist()
+        ]
         # The K best continuations that do not end carry on (at most K of 2K can be <eos>).
         kept_scores, kept = top_scores.masked_fill(is_eos, float("-inf")).topk(beams, dim=-1)
         offsets = torch.arange(live, device=device).unsqueeze(1) * beams  # (B', 1)
         source_rows = (offsets + top_beams.gather(1, kept)).view(-1)  # (B'*K,)
-        tokens = top_tokens.gather(1, kept).view(-1)
-        history = torch.cat([history.index_select(0, source_rows), tokens.unsqueeze(1)], dim=1)
-        state = state.select(source_rows)
-        scores = kept_scores
+        self.tokens = top_tokens.gather(1, kept).view(-1)
+        self.history = torch.cat(
+            [self.history.index_select(0, source_rows), self.tokens.unsqueeze(1)], dim=1
+        )
+        self.state = self.state.select(source_rows)
+        self.scores = kept_scores
+        return ended
 
-        at_limit = limits <= step
-        for b in at_limit.nonzero().flatten().tolist():
-            for k in range(beams):
-                if torch.isfinite(scores[b, k]):
-                    prefix = history[b * beams + k].tolist()
-                    finished[ids[b]].append(
-                        hypothesis(prefix, float(scores[b, k]), ended=False, alpha=alpha)
-                    )
-        done = at_limit | torch.tensor([len(finished[i]) >= beams for i in ids])
-        if alpha == 0.0:
-            done |= _cannot_improve([finished[i] for i in ids], scores.max(-1).values.cpu(), n_best)
-        if bool(done.all()):
-            break
-        if bool(done.any()):
-            keep = (~done).nonzero().flatten()  # (B'',)
-            rows = keep.to(device).unsqueeze(1) * beams + torch.arange(beams, device=device)
-            rows = rows.view(-1)  # (B''*K,)
-            state, tokens, history = state.select(rows), tokens[rows], history[rows]
-            scores, limits = scores[keep.to(device)], limits[keep]
-            ids = [ids[i] for i in keep.tolist()]
-    return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
+    def live(self, sentences: torch.Tensor) -> list[tuple[int, list[int], float]]:
+        """The live hypotheses (not -inf) of the sentences where `sentences` (B',) is True."""
+        return [
+            (self.ids[b], self.history[b * self.size + k].tolist(), float(self.scores[b, k]))
+            for b in sentences.nonzero().flatten().tolist()
+            for k in range(self.size)
+            if torch.isfinite(self.scores[b, k])
+        ]
+
+    def keep(self, keep: torch.Tensor) -> None:
+        """Keep only the sentences keep (B'',), on the CPU, with all their rows."""
+        device = self.scores.device
+        rows = keep.to(device).unsqueeze(1) * self.size + torch.arange(self.size, device=device)
+        rows = rows.view(-1)  # (B''*K,)
+        self.state = self.state.select(rows)
+        self.tokens, self.history = self.tokens[rows], self.history[rows]
+        self.scores, self.limits = self.scores[keep.to(device)], self.limits[keep]
+        self.ids = [self.ids[i] for i in keep.tolist()]
 
 
 def _cannot_improve(finished: list[list[Hypothesis]], best_live: torch.Tensor, n_best: int):
