@@ -105,3 +105,36 @@ def transformer_run(tmp_path_factory) -> Path:
     shrunk += ["train.batch_size=64", "train.lr_schedule=constant", "train.lr=0.003"]
     shrunk += SHORT_VALIDATION
     return train_briefly(tmp_path_factory, "transformer.yaml", *shrunk, pairs=300)
+
+
+# The tiny training recipe's corpus and runs, shared by every test file that trains it.
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    from helpers import write_split
+
+    if not (MULTI30K / "train.de.gz").is_file():
+        pytest.fail(f"shared Multi30k data not found at {MULTI30K}; set SEQ2SEQ_TEST_DATA")
+    folder = tmp_path_factory.mktemp("corpus")
+    write_split(folder, "train", 0, 640)
+    write_split(folder, "val", 0, 100)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def straight(corpus, tmp_path_factory) -> Path:
+    """Two epochs without a stop: what every stopped and resumed run must reproduce."""
+    from helpers import tiny, train
+
+    with isolated(tmp_path_factory.getbasetemp() / "cache"):
+        return train(tiny(corpus, tmp_path_factory.mktemp("straight"), "train.epochs=2"))
+
+
+@pytest.fixture(scope="session")
+def one_epoch(corpus, tmp_path_factory) -> Path:
+    """The same recipe stopped after one epoch; tests only read it."""
+    from helpers import tiny, train
+
+    with isolated(tmp_path_factory.getbasetemp() / "cache"):
+        return train(tiny(corpus, tmp_path_factory.mktemp("one_epoch"), "train.epochs=1"))

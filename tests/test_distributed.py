@@ -25,12 +25,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import CONFIGS, ROOT, cli, isolated
-from safetensors.torch import load_file
-from test_reliability import (
+from helpers import (
     INF,
     NAN,
     assert_same_tensors,
-    corpus,  # noqa: F401 (a fixture)
     error_line,
     inject,
     records,
@@ -38,6 +36,7 @@ from test_reliability import (
     tiny,
     write_split,
 )
+from safetensors.torch import load_file
 
 from seq2seq import checkpoint
 from seq2seq.config import ConfigError, load_config
