@@ -30,7 +30,8 @@ class _IntermixedParser(argparse.ArgumentParser):
             self._intermixing = False
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `seq2seq` parser with every command; the documentation site renders its help."""
     parser = argparse.ArgumentParser(
         prog="seq2seq", description="Sequence to sequence learning with LSTMs (Sutskever 2014)."
     )
@@ -130,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     serve.add_argument("--num-threads", type=int, help="PyTorch CPU threads (PyTorch's choice)")
     _server_options(serve)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         commands = {
