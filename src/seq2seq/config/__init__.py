@@ -19,7 +19,6 @@ from seq2seq.config.load import (
     ConfigError,
     config_from_dict,
     config_to_dict,
-    declared_types,
     load_config,
     one_line,
 )
@@ -47,7 +46,6 @@ __all__ = [
     "TransformerConfig",
     "config_from_dict",
     "config_to_dict",
-    "declared_types",
     "key",
     "load_config",
     "one_line",
