@@ -10,7 +10,7 @@ import typing
 import pytest
 
 import seq2seq.config as config
-from seq2seq.config import MODEL_CONFIGS, Config, ConfigError, load_config
+from seq2seq.config import MODEL_CONFIGS, Config, ConfigError, kinds, load_config
 
 SECTIONS = [("", Config), ("data.", config.DataConfig), ("train.", config.TrainConfig)]
 SECTIONS += [("model.", cls) for cls in MODEL_CONFIGS.values()]
@@ -106,3 +106,18 @@ def test_the_reference_has_a_table_per_section_and_model_type():
         "## `model` (`model.type: transformer`)",
         "## `train`",
     ]
+
+
+def test_a_list_key_of_any_length_reads_yaml_lists_and_override_text():
+    # For list-valued keys such as several training corpora (`str | tuple[str, ...]`).
+    corpora = str | tuple[str, ...]
+    assert kinds.parse_text("train", [corpora]) == "train"
+    assert kinds.coerce(kinds.parse_text("[a, b/c]", [corpora]), corpora) == (True, ("a", "b/c"))
+    assert kinds.coerce([], tuple[str, ...])[0] is False
+    assert kinds.coerce([0.5, "x"], tuple[float, ...])[0] is False
+    assert kinds.describe(tuple[float, ...] | None) == "a non-empty list of numbers or null"
+
+
+def test_an_empty_string_is_refused():
+    with pytest.raises(ConfigError, match="data.src_lang='' is not a non-empty string"):
+        load_config(None, ["data.src_lang="])

@@ -38,8 +38,8 @@ def test_a_yaml_word_that_is_not_a_string_is_refused_with_a_hint(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(path)
     message = str(error.value)
-    assert "name=2024 is not a string (YAML reads" in message
-    assert "data.src_lang=False is not a string" in message
+    assert "name=2024 is not a non-empty string (YAML reads" in message
+    assert "data.src_lang=False is not a non-empty string" in message
     assert message.count("quote the value") == 2
 
 
@@ -52,7 +52,7 @@ def test_an_override_reaches_a_section_whose_keys_are_all_commented_out(tmp_path
     assert getattr(getattr(config, section), key) == 128
 
 
-@pytest.mark.parametrize("name", ["..", ".", "", "a/b", "../x", "a\\b", "C:x", "/abs", "a\nb"])
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../x", "a\\b", "C:x", "/abs", "a\nb"])
 def test_a_run_name_that_is_not_one_plain_path_component_is_refused(name):
     with pytest.raises(ConfigError, match="must be one plain path component"):
         config_from_dict({"name": name})

@@ -6,10 +6,11 @@ checks each value against that declaration and reports every problem at once; an
 text is read as the key's type (`data.src_lang=no` stays the string "no"); the configuration
 reference (`reference.py`) is written from the same declarations. A new key is one line:
 
-    max_length_ratio: float | None = key(None, "Drop pairs ... (null: no filter).", low=1)
+    patience: int | None = key(None, "Stop after N epochs without progress (null: never).", low=1)
 
 Numbers take bounds (`low`/`high` inclusive, `above`/`below` exclusive), each checked at load
-time, so every numeric key has some; a choice is a `Literal[...]` type; any other rule gives
+time, so every numeric key has some (a test says so); a choice is a `Literal[...]` type; a list
+is `tuple[float, float]` (fixed length) or `tuple[str, ...]` (any length); any other rule gives
 `check=` a predicate and `must=` the words that finish "KEY=VALUE must be ...". A rule across
 keys of one section goes in that section's `problems()`.
 """

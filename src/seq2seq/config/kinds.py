@@ -17,7 +17,7 @@ NULLS = {"", "~", "null", "Null", "NULL"}
 BOOLEANS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False}
 BOOLEANS["FALSE"] = False
 PLURALS = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
-NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a non-empty string"}
 
 
 def options(kind: Any) -> tuple[Any, ...]:
@@ -32,8 +32,10 @@ def coerce(value: Any, kind: Any) -> tuple[bool, Any]:
     origin = typing.get_origin(kind)
     if origin is Literal:
         return value in typing.get_args(kind), value
-    if origin is tuple:  # a YAML list of a fixed length
+    if origin is tuple:  # a YAML list: tuple[float, float] of a fixed length, tuple[str, ...] not
         items = typing.get_args(kind)
+        if items[-1] is Ellipsis and isinstance(value, list | tuple) and value:
+            items = (items[0],) * len(value)
         if not isinstance(value, list | tuple) or len(value) != len(items):
             return False, value
         coerced = [coerce(item, option) for item, option in zip(value, items, strict=True)]
@@ -54,7 +56,7 @@ def coerce(value: Any, kind: Any) -> tuple[bool, Any]:
     if kind is float:
         return _coerce_float(value)
     if kind is str:
-        return isinstance(value, str), value
+        return isinstance(value, str) and value != "", value
     raise AssertionError(f"config type {kind} has no coercion")
 
 
@@ -126,6 +128,8 @@ def describe(kind: Any) -> str:
         return " or ".join(describe(option) for option in typing.get_args(kind))
     if origin is tuple:
         items = typing.get_args(kind)
+        if items[-1] is Ellipsis:
+            return f"a non-empty list of {PLURALS[items[0]]}"
         assert len(set(items)) == 1, f"config type {kind}: only lists of one type are described"
         return f"a list of {len(items)} {PLURALS[items[0]]}"
     return "null" if kind is type(None) else NAMES[kind]
