@@ -1,10 +1,11 @@
 """Typed run configuration: frozen dataclasses, YAML loading and dotted overrides.
 
-Every key is declared once, in `sections.py`, with `key()`: its annotation is its type, and
-`key()` carries its default, its help text and what values are valid. Loading (`load.py`)
-checks each value against that declaration and reports every problem at once; an override's
-text is read as the key's type (`data.src_lang=no` stays the string "no"); the configuration
-reference (`reference.py`) is written from the same declarations. A new key is one line:
+Every key is declared once, in `sections.py` (the model section's in `model.py`), with `key()`:
+its annotation is its type, and `key()` carries its default, its help text and what values are
+valid. Loading (`load.py`) checks each value against that declaration and reports every problem
+at once; an override's text is read as the key's type (`data.src_lang=no` stays the string
+"no"); the configuration reference (`reference.py`) is written from the same declarations.
+A new key is one line:
 
     patience: int | None = key(None, "Stop after N epochs without progress (null: never).", low=1)
 
@@ -23,17 +24,15 @@ from seq2seq.config.load import (
     load_config,
     one_line,
 )
-from seq2seq.config.reference import reference_markdown
-from seq2seq.config.sections import (
+from seq2seq.config.model import (
     MODEL_CONFIGS,
     AttentionConfig,
-    Config,
-    DataConfig,
     ModelConfig,
     RecurrentConfig,
-    TrainConfig,
     TransformerConfig,
 )
+from seq2seq.config.reference import reference_markdown
+from seq2seq.config.sections import Config, DataConfig, TrainConfig
 
 __all__ = [
     "MODEL_CONFIGS",

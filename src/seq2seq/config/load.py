@@ -19,7 +19,8 @@ from seq2seq.config.kinds import (
     requirement,
     yaml_hint,
 )
-from seq2seq.config.sections import MODEL_CONFIGS, Config, ModelConfig, RecurrentConfig
+from seq2seq.config.model import MODEL_CONFIGS, ModelConfig, RecurrentConfig
+from seq2seq.config.sections import Config
 from seq2seq.errors import Seq2SeqError
 
 
@@ -120,30 +121,29 @@ def _build(cls: type, raw: Any, prefix: str, errors: list[str]) -> Any:
         elif dataclasses.is_dataclass(kind):
             values[name] = _build(kind, raw[name], f"{prefix}{name}.", errors)
         else:
-            problem = _check(f"{prefix}{name}", raw[name], kind, rule_of(field))
+            problem, value = _check(f"{prefix}{name}", raw[name], kind, rule_of(field))
             if problem:
                 errors.append(problem)
             else:
-                values[name] = coerce(raw[name], kind)[1]
+                values[name] = value
     section = cls(**values)
     if len(errors) == known and hasattr(section, "problems"):  # its keys are each valid
         errors += section.problems()
     return section
 
 
-def _check(key: str, value: Any, kind: Any, rule: Rule) -> str | None:
-    """Why a value does not fit its key's declaration, or None."""
+def _check(key: str, value: Any, kind: Any, rule: Rule) -> tuple[str | None, Any]:
+    """Why a value does not fit its key's declaration (None if it does), and the value as
+    its type holds it."""
     ok, coerced = coerce(value, kind)
     if not ok:
-        return f"{key}={value!r} is not {describe(kind)}{yaml_hint(value, kind)}"
-    if rule.check is None or coerced is None:
-        return None
+        return f"{key}={value!r} is not {describe(kind)}{yaml_hint(value, kind)}", value
     items = coerced if isinstance(coerced, tuple) else (coerced,)
-    if all(rule.check(item) for item in items):
-        return None
+    if rule.check is None or coerced is None or all(rule.check(item) for item in items):
+        return None, coerced
     shown = list(coerced) if isinstance(coerced, tuple) else coerced  # as YAML writes it
     null = " or null" if type(None) in options(kind) else ""
-    return f"{key}={shown!r} must be {requirement(kind, rule.must)}{null}"
+    return f"{key}={shown!r} must be {requirement(kind, rule.must)}{null}", coerced
 
 
 def _build_model(raw: Any, errors: list[str]) -> ModelConfig:

@@ -9,10 +9,11 @@ from typing import Any
 
 from seq2seq.config.keys import rule_of
 from seq2seq.config.kinds import describe, requirement
-from seq2seq.config.sections import MODEL_CONFIGS, Config
+from seq2seq.config.model import MODEL_CONFIGS
+from seq2seq.config.sections import Config
 
 INTRODUCTION = """\
-Generated from the key declarations in `seq2seq/config/sections.py`. A YAML file sets keys
+Generated from the key declarations in `seq2seq/config/`. A YAML file sets keys
 section by section; `seq2seq train CONFIG KEY=VALUE ...` overrides any key by its dotted name,
 e.g. `train.epochs=2 model.hidden_size=256`, each value read as its key's type. A config with an
 unknown key or a value outside its range is refused before anything runs, naming every problem.
