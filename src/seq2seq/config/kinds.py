@@ -14,8 +14,11 @@ import yaml
 # YAML 1.2's spellings. YAML 1.1 (PyYAML) also reads yes/no/on/off as booleans, which turns
 # `data.src_lang=no` (Norwegian) into False; an override is read by its key's type instead.
 NULLS = {"", "~", "null", "Null", "NULL"}
-BOOLEANS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False}
-BOOLEANS["FALSE"] = False
+BOOLEANS = {
+    spelled: value
+    for value in (True, False)
+    for spelled in (str(value), str(value).lower(), str(value).upper())
+}
 PLURALS = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
 NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a non-empty string"}
 
