@@ -284,7 +284,7 @@ def test_accumulate_and_the_new_keys_are_checked():
         load_config(None, ["train.accumulate=0", "train.sync_every=0", "train.precision=fp16"])
     message = str(error.value)
     assert "train.accumulate=0 must be at least 1" in message
-    assert "train.sync_every=0 must be at least 1 (or null" in message
+    assert "train.sync_every=0 must be at least 1 or null" in message
     assert "one of auto, float32, bfloat16, float16" in message
     config = load_config(None)
     assert (config.train.accumulate, config.train.sync_every) == (1, None)
