@@ -27,16 +27,13 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-import uvicorn
-from conftest import MULTI30K, ROOT, assert_error, cli
+from conftest import MULTI30K, ROOT, FakeTranslator, assert_error, cli, serving
 
 from seq2seq import checkpoint
 from seq2seq.analysis.attention_maps import attention_maps
 from seq2seq.decode import DecodeSettings
 from seq2seq.errors import Seq2SeqError
-from seq2seq.server.app import build_app
 from seq2seq.server.registry import ServedModel, Spec, load_models, parse_specs
-from seq2seq.server.run import GracefulServer, bind
 from seq2seq.server.settings import ServerSettings
 from seq2seq.translate import Translator
 
@@ -100,31 +97,12 @@ def paths(noisy) -> dict[str, list[Path]]:
     return {"golden": [GOLDEN], "noisy": [noisy], "pair": [GOLDEN, noisy]}
 
 
-@contextlib.contextmanager
-def running(models, settings: ServerSettings):
-    """A real server on a free port, in a thread of this process."""
-    sock = bind("127.0.0.1", 0)
-    server = GracefulServer(uvicorn.Config(build_app(models, settings), log_config=None))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-
-
 @pytest.fixture(scope="module")
 def server(paths):
     specs = parse_specs(
         [str(GOLDEN), f"noisy={paths['noisy'][0]}", f"pair={GOLDEN}+{paths['noisy'][0]}"]
     )
-    with running(load_models(specs, CPU), SETTINGS) as url:
+    with serving(load_models(specs, CPU), SETTINGS) as (url, _):
         yield url
 
 
@@ -224,8 +202,11 @@ def test_health_and_models_say_what_is_served(client, paths):
         "max_sentences": 8,
         "max_characters": 200,
         "max_beam_size": 12,
+        "max_attention_cells": 20_000,
         "max_batch_sentences": 64,
         "max_wait_ms": 100,
+        "max_queue_sentences": 256,
+        "request_timeout_s": 30.0,
     }
 
 
@@ -237,21 +218,6 @@ def test_texts_are_never_logged_unless_asked(client, caplog):
     assert "geheimnisvoll" not in caplog.text
 
 
-class FakeTranslator:
-    """Sleeps (as a long decode would, in the worker thread), or fails."""
-
-    settings = None
-
-    def __init__(self, seconds: float = 0.0, error: Exception | None = None):
-        self.seconds, self.error = seconds, error
-
-    def nbest(self, lines):
-        time.sleep(self.seconds)
-        if self.error:
-            raise self.error
-        return [[("slow", None)] for _ in lines]
-
-
 @pytest.mark.slow
 def test_a_long_decode_never_blocks_the_server_and_a_failed_one_is_a_500():
     models = {
@@ -260,13 +226,13 @@ def test_a_long_decode_never_blocks_the_server_and_a_failed_one_is_a_500():
             "broken", FakeTranslator(error=RuntimeError("boom")), attention=False
         ),
     }
-    with running(models, ServerSettings(max_wait_ms=0)) as url, ThreadPoolExecutor(1) as pool:
+    with serving(models, ServerSettings(max_wait_ms=0)) as (url, _), ThreadPoolExecutor(1) as pool:
         slow = pool.submit(httpx.post, f"{url}/translate", json={"text": ["a"]}, timeout=60)
         time.sleep(0.3)  # the decode is under way
         started = time.monotonic()
         assert httpx.get(f"{url}/health", timeout=60).status_code == 200
         assert time.monotonic() - started < 1 and not slow.done()
-        assert slow.result(timeout=60).json()["translations"] == ["slow"]
+        assert slow.result(timeout=60).json()["translations"] == ["<a>"]
         broken = httpx.post(f"{url}/translate", json={"text": ["a"], "model": "broken"})
         assert broken.status_code == 500
         assert broken.json() == {"error": "decoding failed; the server's log says why"}
@@ -386,7 +352,8 @@ def test_a_bad_request_gets_its_status_and_the_server_still_serves(
     client, method, path, body, status, message
 ):
     content = body if isinstance(body, str) or body is None else json.dumps(body)
-    response = client.request(method, path, content=content)
+    headers = {"Content-Type": "application/json"}
+    response = client.request(method, path, content=content, headers=headers)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert message in error
@@ -399,7 +366,8 @@ def test_a_bad_request_gets_its_status_and_the_server_still_serves(
 def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(client):
     """No Content-Length: the chunks are counted as they come."""
     chunks = (b"x" * 1000 for _ in range(100))
-    response = client.post("/translate", content=chunks)
+    headers = {"Content-Type": "application/json"}
+    response = client.post("/translate", content=chunks, headers=headers)
     assert response.status_code == 413
     assert client.post("/translate", json=GOOD).status_code == 200
 
@@ -410,8 +378,8 @@ def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(client)
 @pytest.mark.parametrize(
     "argv, fragments",
     [
-        (["--max-beam-size", "0"], ["--max-beam-size must be at least 1 (got 0)"]),
-        (["--max-wait-ms", "-1"], ["--max-wait-ms must be at least 0 (got -1.0)"]),
+        (["--max-beam-size", "0"], ["--max-beam-size must be between 1 and 1000 (got 0)"]),
+        (["--max-wait-ms", "-1"], ["--max-wait-ms must be between 0 and 1000 (got -1.0)"]),
         (["--port", "70000"], ["--port must be between 0 and 65535 (got 70000)"]),
         (["--num-threads", "0"], ["--num-threads must be at least 1 (got 0)"]),
         (["--host", "not a host"], ["cannot listen on host 'not a host'", "127.0.0.1"]),
@@ -514,7 +482,7 @@ def attentive_server(attention_run, transformer_run):
     specs = parse_specs(
         [f"attention={attention_run}", f"transformer={transformer_run}", str(GOLDEN)]
     )
-    with running(load_models(specs, CPU), SETTINGS) as url:
+    with serving(load_models(specs, CPU), SETTINGS) as (url, _):
         yield url
 
 

@@ -1,30 +1,37 @@
 """The HTTP face: `POST /translate`, `GET /health`, `GET /models` and the web page at `GET /`.
 
 Requests are parsed and validated here (pydantic types, then the server's limits), queued to
-the batcher, and answered. Every refusal is a 4xx with a one-line JSON `{"error": ...}`.
+their model's batcher, and answered. Every refusal is a 4xx with a one-line JSON `{"error": ...}`;
+a request the server cannot take now (a full queue, its deadline passed, a shutdown) is a 503.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 import json
 import logging
 from importlib import resources
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from seq2seq.analysis.attention_maps import attention_maps
-from seq2seq.decode import DecodeSettings
-from seq2seq.server.batcher import Batcher
+from seq2seq.decode import DecodeSettings, checked_settings
+from seq2seq.errors import Seq2SeqError
+from seq2seq.server.batcher import Batcher, QueueFull, Refusal, ShuttingDown
+from seq2seq.server.origin import add_origin_rules
 from seq2seq.server.registry import ServedModel
 from seq2seq.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
 ROUTES = "GET /, GET /health, GET /models, POST /translate"
+# The request's names for the decoding settings, for checked_settings' messages.
+FIELDS = {name: name for name in ("beam_size", "n_best", "min_length", "max_length", "alpha")}
 
 
 class TranslateRequest(BaseModel):
@@ -35,45 +42,56 @@ class TranslateRequest(BaseModel):
     n_best: int | None = None  # given: the n-best lists come back too
     model: str | None = None  # default: the first model
     attention: bool = False
+    min_length: int = 0
+    max_length: int | None = None
+    alpha: float = Field(default=0.0, allow_inf_nan=False)
 
 
-def build_app(models: dict[str, ServedModel], settings: ServerSettings = ServerSettings()):
-    def decode(key: tuple[str, DecodeSettings, bool], lines: list[str]):
-        """Per line, the n-best list and, when asked for, the best translation's attention."""
-        name, decode_settings, attention = key
-        translator = models[name].decoder(decode_settings)
-        nbest = translator.nbest(lines)
-        if not attention:
-            return [(hypotheses, None) for hypotheses in nbest]
-        best = [hypotheses[0] for hypotheses in nbest]
-        return list(zip(nbest, attention_maps(translator, lines, best), strict=True))
+class HungUp(Exception):
+    """The client closed its connection before its answer was ready."""
 
-    batcher = Batcher(
-        decode, max_sentences=settings.max_batch_sentences, max_wait=settings.max_wait_ms / 1000
-    )
+
+def build_app(
+    models: dict[str, ServedModel],
+    settings: ServerSettings = ServerSettings(),
+    host: str = "127.0.0.1",
+):
+    batchers = {name: _batcher(served, settings) for name, served in models.items()}
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        batcher.start()
+        for batcher in batchers.values():
+            batcher.start()
         yield
-        await batcher.stop()
+        for batcher in batchers.values():
+            await batcher.stop()
 
-    # No /docs, whose page loads its scripts from a CDN, nor /openapi.json: the README is the
-    # API's description.
-    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # No /docs, whose page loads its scripts from a CDN, nor /openapi.json: the docs describe
+    # the API. No trailing-slash redirects, whose Location would repeat the client's Host.
+    app = FastAPI(
+        lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False
+    )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    add_origin_rules(app, host, settings)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(ValidationError)(_validation_error)
+    app.state.settings = settings
+    app.state.abort = lambda: [batcher.abort() for batcher in batchers.values()]
     page = resources.files("seq2seq.server").joinpath("index.html").read_text(encoding="utf-8")
     default = next(iter(models))
+    requests = itertools.count()  # tells attention requests apart: each is decoded alone
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> str:
         return page
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health() -> dict:
-        return {"status": "ok", "batches": batcher.batches, "sentences": batcher.sentences}
+        counts = {"batches": 0, "sentences": 0, "queued": 0, "refused": 0}
+        for batcher in batchers.values():
+            for name in counts:
+                counts[name] += getattr(batcher, name)
+        return {"status": "ok", **counts}
 
     @app.get("/models")
     async def list_models() -> dict:
@@ -85,41 +103,163 @@ def build_app(models: dict[str, ServedModel], settings: ServerSettings = ServerS
 
     @app.post("/translate")
     async def translate(raw: Request):
-        # Parsed here rather than by FastAPI, which reads JSON only when the Content-Type says
-        # so: `curl -d` sends a form type, and a body is JSON here whatever its type claims.
-        request = TranslateRequest.model_validate_json(await raw.body())
+        _require_json(raw)
+        body = await raw.body()
+        request = TranslateRequest.model_validate_json(body)
+        _refuse_duplicate_keys(body)
         served = _check(request, models, default, settings)
-        n_best = request.n_best or 1
-        decode_settings = DecodeSettings(beam_size=request.beam_size, n_best=n_best)
+        decode_settings = _decode_settings(request)
         if settings.log_text:
             log.info(
                 "translate with %s: %s", served.name, json.dumps(request.text, ensure_ascii=False)
             )
-        key = (served.name, decode_settings, request.attention)
+        key = (decode_settings, next(requests) if request.attention else None)
+        submitted = batchers[served.name].submit(key, request.text)
         try:
-            found = await batcher.submit(key, request.text)
+            found = await _answer(submitted, raw.receive, settings.request_timeout_s)
+        except HungUp:
+            return Response(status_code=499)  # nobody reads it; the access log says so
+        except (QueueFull, TimeoutError, ShuttingDown, Refusal) as error:
+            return _unavailable(error, served.name, settings)
         except Exception:  # the batcher has logged it
             error = {"error": "decoding failed; the server's log says why"}
             return JSONResponse(error, status_code=500)
-        nbest = [hypotheses for hypotheses, _ in found]
-        body: dict = {"model": served.name, "translations": [h[0][0] for h in nbest]}
-        if request.n_best is not None:
-            body["nbest"] = [
-                [{"translation": t, "log_prob": h.log_prob, "score": h.score} for t, h in hyps]
-                for hyps in nbest
-            ]
-        if request.attention:
-            body["attention"] = [
-                {
-                    "source_tokens": found_map.source_tokens,
-                    "target_tokens": found_map.target_tokens,
-                    "weights": found_map.weights,
-                }
-                for _, found_map in found
-            ]
-        return body
+        return _body(request, served.name, found)
 
     return app
+
+
+def _batcher(served: ServedModel, settings: ServerSettings) -> Batcher:
+    def decode(key: tuple[DecodeSettings, int | None], lines: list[str]):
+        """Per line: the n-best list, whether the line was cut to the model's length limit,
+        and the best translation's attention map when asked for."""
+        decode_settings, attention = key
+        translator = served.decoder(decode_settings)
+        limit = translator.ckpt.config.data.max_length
+        lengths = [len(t) for t in translator.src_tokenizer.tokenize_many(lines)]
+        nbest = translator.nbest(lines)
+        truncated = [length > limit for length in lengths]
+        if attention is None:
+            return list(zip(nbest, truncated, [None] * len(lines), strict=True))
+        # A map has a row per output token (and <eos>) and a column per source token (and
+        # <eos>): counted before any is drawn, so an oversized request costs no memory.
+        cells = sum(
+            (min(length, limit) + 1) * (len(hyps[0][1].tokens) + 1)
+            for length, hyps in zip(lengths, nbest, strict=True)
+            if length
+        )
+        if cells > settings.max_attention_cells:
+            raise Refusal(
+                413,
+                f"the attention maps would hold {cells} weights; this server sends at most "
+                f"{settings.max_attention_cells} in one response: ask for fewer or shorter "
+                f"sentences, or without attention",
+            )
+        maps = attention_maps(translator, lines, [hyps[0] for hyps in nbest])
+        return list(zip(nbest, truncated, maps, strict=True))
+
+    return Batcher(
+        decode,
+        name=served.name,
+        max_sentences=settings.max_batch_sentences,
+        max_wait=settings.max_wait_ms / 1000,
+        max_queued=settings.max_queue_sentences,
+    )
+
+
+async def _answer(submitted, receive, timeout: float):
+    """The batcher's results, unless the client hangs up (HungUp) or `timeout` seconds pass
+    (TimeoutError) first; either way the request is withdrawn from the queue."""
+
+    async def hang_up():
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    work, watch = asyncio.ensure_future(submitted), asyncio.ensure_future(hang_up())
+    try:
+        done, _ = await asyncio.wait(
+            {work, watch}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for task in (work, watch):
+            task.cancel()
+    if work in done:
+        return work.result()
+    if watch in done:
+        raise HungUp()
+    raise TimeoutError()
+
+
+def _unavailable(error: Exception, name: str, settings: ServerSettings) -> JSONResponse:
+    if isinstance(error, Refusal):
+        return JSONResponse({"error": str(error)}, status_code=error.status)
+    if isinstance(error, QueueFull):
+        message = f"model {name!r} has too many sentences waiting; try again in a moment"
+        retry = error.retry_after
+    elif isinstance(error, ShuttingDown):
+        message, retry = "the server is shutting down; try again when it is back", 5
+    else:
+        message = f"not answered within this server's {settings.request_timeout_s} s; try again"
+        retry = 1
+    return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": str(retry)})
+
+
+def _body(request: TranslateRequest, name: str, found) -> dict:
+    body: dict = {"model": name, "translations": [hyps[0][0] for hyps, _, _ in found]}
+    truncated = [i for i, (_, cut, _) in enumerate(found) if cut]
+    if truncated:
+        body["truncated"] = truncated
+    if request.n_best is not None:
+        body["nbest"] = [
+            [{"translation": t, "log_prob": h.log_prob, "score": h.score} for t, h in hyps]
+            for hyps, _, _ in found
+        ]
+    if request.attention:
+        body["attention"] = [
+            {
+                "source_tokens": found_map.source_tokens,
+                "target_tokens": found_map.target_tokens,
+                "weights": found_map.weights,
+            }
+            for _, _, found_map in found
+        ]
+    return body
+
+
+def _require_json(raw: Request) -> None:
+    """A browser sends a cross-site `text/plain` or form POST without asking first; a JSON one
+    only after a CORS preflight, which this server answers only for --cors-origin."""
+    kind = raw.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise HTTPException(
+            415,
+            f"the body must be sent as Content-Type: application/json (got {kind or 'none'})",
+        )
+
+
+def _refuse_duplicate_keys(body: bytes) -> None:
+    def pairs(items):
+        keys = [key for key, _ in items]
+        for key in keys:
+            if keys.count(key) > 1:
+                _refuse(f"the key {key!r} appears twice in one object; give each key once")
+        return dict(items)
+
+    json.loads(body, object_pairs_hook=pairs)
+
+
+def _decode_settings(request: TranslateRequest) -> DecodeSettings:
+    try:
+        return checked_settings(
+            FIELDS,
+            beam_size=request.beam_size,
+            n_best=request.n_best or 1,
+            min_length=request.min_length,
+            max_length=request.max_length,
+            alpha=request.alpha,
+        )
+    except Seq2SeqError as error:
+        _refuse(str(error))
 
 
 def _check(
@@ -224,4 +364,7 @@ class BodyLimit:
 
     async def _refuse(self, scope, receive, send) -> None:
         error = {"error": f"the request body is over this server's {self.max_bytes} bytes"}
-        await JSONResponse(error, status_code=413)(scope, receive, send)
+        # The rest of the body is not read: the connection closes after the answer (lingering,
+        # so that the client still reads the 413 while it sends).
+        response = JSONResponse(error, status_code=413, headers={"Connection": "close"})
+        await response(scope, receive, send)
