@@ -139,12 +139,12 @@ def serving(models: dict, settings, host: str = "127.0.0.1"):
 
 class FakeTranslator:
     """Stands in for a Translator in the server: sleeps (as a long decode would, in the
-    worker thread) or fails, and records the lines it decoded."""
+    worker thread), waits for `gate` to open, or fails, and records the lines it decoded."""
 
     settings = None
 
-    def __init__(self, seconds: float = 0.0, error: Exception | None = None):
-        self.seconds, self.error = seconds, error
+    def __init__(self, seconds: float = 0.0, error: Exception | None = None, gate=None):
+        self.seconds, self.error, self.gate = seconds, error, gate
         self.decoded: list[str] = []
         self.ckpt = _FakeCheckpoint()
         self.src_tokenizer = _FakeTokenizer()
@@ -153,6 +153,8 @@ class FakeTranslator:
         import time
 
         time.sleep(self.seconds)
+        if self.gate is not None:
+            assert self.gate.wait(timeout=30), "the test never opened the gate"
         if self.error:
             raise self.error
         self.decoded += lines

@@ -339,6 +339,46 @@ BAD = [
         422,
         "model 'pair' has no attention",
     ),
+    (
+        "a duplicate key",
+        "POST",
+        "/translate",
+        '{"text": ["a"], "beam_size": 2, "beam_size": 3}',
+        422,
+        "the key 'beam_size' appears twice in one object; give each key once",
+    ),
+    (
+        "a negative min_length",
+        "POST",
+        "/translate",
+        {"text": ["a"], "min_length": -1},
+        422,
+        "min_length must be a whole number, at least 0 (got -1)",
+    ),
+    (
+        "max_length 0",
+        "POST",
+        "/translate",
+        {"text": ["a"], "max_length": 0},
+        422,
+        "max_length must be a whole number, at least 1 (got 0)",
+    ),
+    (
+        "a negative alpha",
+        "POST",
+        "/translate",
+        {"text": ["a"], "alpha": -0.5},
+        422,
+        "alpha must be a number, 0 or more (got -0.5)",
+    ),
+    (
+        "alpha not finite",
+        "POST",
+        "/translate",
+        '{"text": ["a"], "alpha": Infinity}',
+        422,
+        "alpha: Input should be a finite number",
+    ),
     ("an unknown path", "GET", "/nope", None, 404, "no such path /nope; this server has GET /"),
     ("GET /translate", "GET", "/translate", None, 405, "GET is not allowed on /translate"),
     ("POST /health", "POST", "/health", {}, 405, "POST is not allowed on /health"),
@@ -361,6 +401,22 @@ def test_a_bad_request_gets_its_status_and_the_server_still_serves(
     assert client.post("/translate", json=GOOD).json()["translations"] == [
         hyps[0][0] for hyps in alone([GOLDEN], GOOD["text"], beam_size=2)
     ]
+
+
+def test_length_limits_and_the_length_penalty_decode_as_translator_does(client, sentences):
+    settings = {"beam_size": 3, "n_best": 2, "max_length": 4, "min_length": 2, "alpha": 0.6}
+    response = client.post("/translate", json={"text": sentences[:3], **settings})
+    ckpt = checkpoint.load(GOLDEN, CPU)
+    expected = Translator(ckpt, CPU, DecodeSettings(**settings)).nbest(sentences[:3])
+    same(answered(response), hypotheses(expected))
+    assert all(len(t.split()) <= 4 for t in response.json()["translations"])
+    scores = [h["score"] for hyps in response.json()["nbest"] for h in hyps]
+    assert scores == pytest.approx([h.score for hyps in expected for _, h in hyps], abs=1e-4)
+
+
+def test_head_health_answers_without_a_body(client):
+    response = client.head("/health")
+    assert response.status_code == 200 and response.content == b""
 
 
 def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(client):
@@ -428,49 +484,101 @@ def test_bad_model_arguments_are_refused(runs, message):
 # A real process, stopped by a signal.
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_finishes_the_request_in_flight_then_exits_0(sig):
-    """The request waits 3 s for company in the batcher when the signal comes."""
-    argv = [sys.executable, "-m", "seq2seq.cli", "serve", str(GOLDEN), "--port", "0"]
-    argv += ["--device", "cpu", "--max-wait-ms", "3000", "--log-text"]
-    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(line) for line in process.stderr], daemon=True
-    ).start()
-    seen: list[str] = []
+class ServerProcess:
+    """`seq2seq serve` in a process of its own, its log lines read as they come."""
 
-    def wait_for(pattern: str) -> re.Match:
+    def __init__(self, *options: str):
+        argv = [sys.executable, "-m", "seq2seq.cli", "serve", str(GOLDEN), "--port", "0"]
+        argv += ["--device", "cpu", *options]
+        self.process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(
+            target=lambda: [self.lines.put(line) for line in self.process.stderr], daemon=True
+        ).start()
+
+    def wait_for(self, pattern: str) -> re.Match:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):
-                seen.append(lines.get(timeout=0.1))
-                if match := re.search(pattern, seen[-1]):
+                self.seen.append(self.lines.get(timeout=0.1))
+                if match := re.search(pattern, self.seen[-1]):
                     return match
-        raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(seen)}")
+        raise AssertionError(f"no line matching {pattern!r} in:\n{self.log()}")
+
+    def log(self) -> str:
+        time.sleep(0.2)  # the reader thread drains the last lines
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return "".join(self.seen)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def translate_while(server: ServerProcess, act) -> httpx.Response:
+    """Sends a request, and once the server has logged its text, calls act()."""
+    port = server.wait_for(r"serving golden on http://127\.0\.0\.1:(\d+) ")[1]
+    with ThreadPoolExecutor(1) as pool:
+        url = f"http://127.0.0.1:{port}/translate"
+        pending = pool.submit(httpx.post, url, json=SIGNALLED, timeout=60)
+        server.wait_for(r"translate with golden: \[\"Ein Mann sitzt auf einer Bank\.\"\]")
+        act()
+        return pending.result(timeout=60)
+
+
+SIGNALLED = {"text": ["Ein Mann sitzt auf einer Bank."], "beam_size": 3}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_finishes_the_request_in_flight_then_exits_0(sig):
+    """The request waits 1 s for company in the batcher when the signal comes."""
+    server = ServerProcess("--max-wait-ms", "1000", "--log-text")
+    try:
+        response = translate_while(server, lambda: server.process.send_signal(sig))
+        assert server.process.wait(timeout=60) == 0, server.log()
+    finally:
+        server.stop()
+    assert response.status_code == 200
+    expected = alone([GOLDEN], SIGNALLED["text"], beam_size=3)
+    assert response.json()["translations"] == [expected[0][0][0]]
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_answers_503_and_exits_1_without_tracebacks():
+    server = ServerProcess("--max-wait-ms", "1000", "--log-text")
+
+    def twice():
+        server.process.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        server.process.send_signal(signal.SIGINT)
 
     try:
-        port = wait_for(r"serving golden on http://127\.0\.0\.1:(\d+) ")[1]
-        with ThreadPoolExecutor(1) as pool:
-            body = {"text": ["Ein Mann sitzt auf einer Bank."], "beam_size": 3}
-            url = f"http://127.0.0.1:{port}/translate"
-            pending = pool.submit(httpx.post, url, json=body, timeout=60)
-            wait_for(r"translate with golden: \[\"Ein Mann sitzt auf einer Bank\.\"\]")
-            process.send_signal(sig)
-            response = pending.result(timeout=60)
-        assert process.wait(timeout=60) == 0, "".join(seen)
+        response = translate_while(server, twice)
+        assert server.process.wait(timeout=60) == 1, server.log()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert response.status_code == 200
-    expected = alone([GOLDEN], body["text"], beam_size=3)
-    assert response.json()["translations"] == [expected[0][0][0]]
-    time.sleep(0.2)  # the reader thread drains the last lines
-    while not lines.empty():
-        seen.append(lines.get())
-    assert "Traceback" not in "".join(seen)
+        server.stop()
+    assert response.status_code == 503
+    assert response.json() == {"error": "the server is shutting down; try again when it is back"}
+    log = server.log()
+    assert "stopped before answering 1 request(s) in flight; each got 503" in log
+    assert "Traceback" not in log and "CancelledError" not in log
+
+
+@pytest.mark.slow
+def test_an_ipv6_address_is_printed_in_brackets():
+    server = ServerProcess("--host", "::1")
+    try:
+        port = server.wait_for(r"serving golden on http://\[::1\]:(\d+) ")[1]
+        assert httpx.get(f"http://[::1]:{port}/health", timeout=30).status_code == 200
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=60) == 0
+    finally:
+        server.stop()
 
 
 # Attention models.

@@ -49,8 +49,7 @@ def serve(
         sock.close()
     if server.cut_short:
         log.error(
-            "stopped before %d requests in flight were answered; each got 503",
-            server.cut_short,
+            "stopped before answering %d request(s) in flight; each got 503", server.cut_short
         )
         return 1
     return 0
