@@ -8,14 +8,32 @@ Each server is a real `seq2seq serve` process; each client sends one test2016 se
 request and the next as soon as it is answered, over a kept-alive connection. The clients
 speak HTTP over plain asyncio streams: httpx's client spent more CPU per request than the
 server on a 2-core machine, so the figures would have measured the client.
+
+With --load, the server under abuse instead, each scenario for --seconds (30) against one
+server with the default options, on 127.0.0.1:
+
+    python benchmarks/serve_speed.py tests/data/golden --load clients idle burst sigterm
+
+- clients: 64 clients, one sentence a request: sentences/s, p50 and p99 latency, errors;
+- idle: the same with 200 more connections held open and idle (reopened whenever the server
+  closes them): the 64 clients' figures should not change;
+- burst: 64 clients sending 16 sentences a request, 4x the queue bound (--max-queue-sentences
+  256): how many got 503, that every request got an answer, and the server's memory (RSS)
+  before, at its peak and 3 s after;
+- sigterm: 64 clients, SIGTERM after half the time: every request in flight answered, the exit
+  status, and the seconds from the signal to the exit.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
+import dataclasses
 import gzip
 import json
+import math
 import os
 import re
 import signal
@@ -26,6 +44,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+JSON = "Content-Type: application/json\r\n"
 MULTI30K = Path(os.environ.get("SEQ2SEQ_TEST_DATA", ROOT.parent / "shared" / "data" / "multi30k"))
 
 
@@ -50,7 +69,9 @@ async def clients(url: str, sentences: list[str], count: int, beam_size: int):
         reader, writer = await asyncio.open_connection(host, int(port))
         while waiting:
             body = json.dumps({"text": [waiting.pop()], "beam_size": beam_size}).encode()
-            head = f"POST /translate HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n"
+            head = (
+                f"POST /translate HTTP/1.1\r\nHost: {host}\r\n{JSON}Content-Length: {len(body)}\r\n"
+            )
             sent = time.perf_counter()
             writer.write(head.encode() + b"\r\n" + body)
             answer = await reader.readuntil(b"\r\n\r\n")
@@ -70,6 +91,139 @@ def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
 
 
+@dataclasses.dataclass
+class Tally:
+    statuses: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    latencies: list[float] = dataclasses.field(default_factory=list)
+    sentences: int = 0
+    unanswered: int = 0  # requests the server had (sent before any SIGTERM) but never answered
+    signalled: float = math.inf  # when SIGTERM was sent
+    reconnects: int = 0  # idle connections the server closed
+
+
+async def exchange(reader, writer, host: str, body: bytes) -> tuple[bytes, bool]:
+    """One request on a kept-alive connection: the status code, and whether the server will
+    close the connection after it."""
+    head = f"POST /translate HTTP/1.1\r\nHost: {host}\r\n{JSON}Content-Length: {len(body)}\r\n"
+    writer.write(head.encode() + b"\r\n" + body)
+    answer = await reader.readuntil(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: (\d+)", answer)[1])
+    await reader.readexactly(length)
+    return answer.split(b" ", 2)[1], re.search(rb"(?i)connection: close", answer) is not None
+
+
+async def load_client(url, sentences, per_request, tally: Tally, running) -> None:
+    """Sends requests until `running()` is false; reconnects when the server closes."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    connection = None
+    while running():
+        if connection is None:
+            try:
+                connection = await asyncio.open_connection(host, int(port))
+            except OSError:  # the server stopped listening (sigterm)
+                return
+        text = [sentences[(tally.sentences + i) % len(sentences)] for i in range(per_request)]
+        body = json.dumps({"text": text, "beam_size": 5}).encode()
+        sent = time.perf_counter()
+        try:
+            status, closing = await exchange(*connection, host, body)
+        except (OSError, asyncio.IncompleteReadError):
+            tally.unanswered += sent < tally.signalled
+            connection = None
+            continue
+        tally.latencies.append(time.perf_counter() - sent)
+        tally.statuses[status.decode()] += 1
+        tally.sentences += per_request if status == b"200" else 0
+        if closing:
+            connection[1].close()
+            connection = None
+    if connection:
+        connection[1].close()
+
+
+async def idle_connection(url: str, tally: Tally, running) -> None:
+    """Opens a connection and sends nothing; opens another when the server closes it."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    while running():
+        reader, writer = await asyncio.open_connection(host, int(port))
+        with contextlib.suppress(OSError):
+            while running() and not reader.at_eof():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(reader.read(1), 0.5)
+        tally.reconnects += running()
+        writer.close()
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) / 1024
+
+
+async def scenario(name, process, url, sentences, seconds) -> dict:
+    """Runs one scenario against a warm server; its figures."""
+    tally, idle, started = Tally(), Tally(), time.perf_counter()
+    stop_at = started + seconds
+    running = lambda: time.perf_counter() < stop_at  # noqa: E731
+    per_request = 16 if name == "burst" else 1
+    work = [load_client(url, sentences, per_request, tally, running) for _ in range(64)]
+    if name == "idle":
+        work += [idle_connection(url, idle, running) for _ in range(200)]
+    figures: dict = {}
+    if name == "burst":
+        figures["rss_before_mb"] = rss_mb(process.pid)
+        work.append(watch_memory(process.pid, figures, running))
+    if name == "sigterm":
+        work.append(terminate(process, seconds / 2, figures, tally))
+    await asyncio.gather(*work)
+    elapsed = time.perf_counter() - started
+    if name == "burst":
+        await asyncio.sleep(3)
+        figures["rss_after_mb"] = rss_mb(process.pid)
+    figures.update(
+        seconds=round(elapsed, 1),
+        sentences_per_s=round(tally.sentences / elapsed, 1),
+        p50_ms=round(1000 * percentile(tally.latencies, 0.5), 1),
+        p99_ms=round(1000 * percentile(tally.latencies, 0.99), 1),
+        statuses=dict(tally.statuses),
+        unanswered=tally.unanswered,
+    )
+    if name == "idle":
+        figures["idle_connections_closed_by_server"] = idle.reconnects
+    return figures
+
+
+async def watch_memory(pid: int, figures: dict, running) -> None:
+    figures["rss_peak_mb"] = 0.0
+    while running():
+        figures["rss_peak_mb"] = max(figures["rss_peak_mb"], rss_mb(pid))
+        await asyncio.sleep(0.1)
+
+
+async def terminate(process, after: float, figures: dict, tally: Tally) -> None:
+    await asyncio.sleep(after)
+    tally.signalled = signalled = time.perf_counter()
+    process.send_signal(signal.SIGTERM)
+    figures["exit_status"] = await asyncio.get_running_loop().run_in_executor(
+        None, process.wait, 60
+    )
+    figures["seconds_to_exit"] = round(time.perf_counter() - signalled, 2)
+
+
+async def load(args, sentences: list[str]) -> None:
+    common = ["--device", args.device, "--num-threads", args.num_threads]
+    print(f"each scenario {args.seconds} s, test2016 sentences, beam 5, default server options")
+    for name in args.load:
+        process, url = start(args.run, common)
+        try:
+            await clients(url, sentences[:16], 4, 5)  # warm up
+            figures = await scenario(name, process, url, sentences, args.seconds)
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+        print(json.dumps({"scenario": name, **figures}))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", default=str(ROOT / "tests" / "data" / "golden"))
@@ -80,10 +234,14 @@ async def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num-threads", default="1", help="PyTorch threads of each server")
     parser.add_argument("--batched", default="--max-batch-sentences 64 --max-wait-ms 5")
+    parser.add_argument("--load", nargs="+", choices=["clients", "idle", "burst", "sigterm"])
+    parser.add_argument("--seconds", type=float, default=30, help="of each --load scenario")
     args = parser.parse_args()
 
     with gzip.open(MULTI30K / "test_2016_flickr.de.gz", "rt", encoding="utf-8") as handle:
         sentences = handle.read().splitlines()[: args.sentences]
+    if args.load:
+        return await load(args, sentences)
     servers = {
         "one at a time": ["--max-batch-sentences", "1", "--max-wait-ms", "0"],
         "batched": args.batched.split(),
