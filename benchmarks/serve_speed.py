@@ -19,9 +19,11 @@ server with the default options, on 127.0.0.1:
   closes them): the 64 clients' figures should not change;
 - burst: 64 clients sending 16 sentences a request, 4x the queue bound (--max-queue-sentences
   256): how many got 503, that every request got an answer, and the server's memory (RSS)
-  before, at its peak and 3 s after;
+  at start, before (3 s after a first 5 s burst), at its peak and 3 s after;
 - sigterm: 64 clients, SIGTERM after half the time: every request in flight answered, the exit
   status, and the seconds from the signal to the exit.
+
+--attention asks for the attention maps in every request (a model with attention).
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ async def exchange(reader, writer, host: str, body: bytes) -> tuple[bytes, bool]
     return answer.split(b" ", 2)[1], re.search(rb"(?i)connection: close", answer) is not None
 
 
-async def load_client(url, sentences, per_request, tally: Tally, running) -> None:
+async def load_client(url, sentences, per_request, attention, tally: Tally, running) -> None:
     """Sends requests until `running()` is false; reconnects when the server closes."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     connection = None
@@ -123,7 +125,7 @@ async def load_client(url, sentences, per_request, tally: Tally, running) -> Non
             except OSError:  # the server stopped listening (sigterm)
                 return
         text = [sentences[(tally.sentences + i) % len(sentences)] for i in range(per_request)]
-        body = json.dumps({"text": text, "beam_size": 5}).encode()
+        body = json.dumps({"text": text, "beam_size": 5, "attention": attention}).encode()
         sent = time.perf_counter()
         try:
             status, closing = await exchange(*connection, host, body)
@@ -159,18 +161,30 @@ def rss_mb(pid: int) -> float:
     return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) / 1024
 
 
-async def scenario(name, process, url, sentences, seconds) -> dict:
+def clock(seconds: float):
+    stop_at = time.perf_counter() + seconds
+    return lambda: time.perf_counter() < stop_at
+
+
+async def scenario(name, process, url, sentences, seconds, attention) -> dict:
     """Runs one scenario against a warm server; its figures."""
-    tally, idle, started = Tally(), Tally(), time.perf_counter()
-    stop_at = started + seconds
-    running = lambda: time.perf_counter() < stop_at  # noqa: E731
+    tally, idle, started, running = Tally(), Tally(), time.perf_counter(), clock(seconds)
     per_request = 16 if name == "burst" else 1
-    work = [load_client(url, sentences, per_request, tally, running) for _ in range(64)]
+    shape = (url, sentences, per_request, attention)
+    work = [load_client(*shape, tally, running) for _ in range(64)]
     if name == "idle":
         work += [idle_connection(url, idle, running) for _ in range(200)]
     figures: dict = {}
     if name == "burst":
+        figures["rss_start_mb"] = rss_mb(process.pid)
+        # The first burst builds what the server keeps for good (tokenizer caches, the
+        # allocator's arenas); the baseline is after it.
+        warm, warming = Tally(), clock(5)
+        await asyncio.gather(*(load_client(*shape, warm, warming) for _ in range(64)))
+        await asyncio.sleep(3)
         figures["rss_before_mb"] = rss_mb(process.pid)
+        tally, started, running = Tally(), time.perf_counter(), clock(seconds)
+        work = [load_client(*shape, tally, running) for _ in range(64)]
         work.append(watch_memory(process.pid, figures, running))
     if name == "sigterm":
         work.append(terminate(process, seconds / 2, figures, tally))
@@ -211,12 +225,13 @@ async def terminate(process, after: float, figures: dict, tally: Tally) -> None:
 
 async def load(args, sentences: list[str]) -> None:
     common = ["--device", args.device, "--num-threads", args.num_threads]
-    print(f"each scenario {args.seconds} s, test2016 sentences, beam 5, default server options")
+    maps = ", attention maps" if args.attention else ""
+    print(f"each scenario {args.seconds} s, test2016 sentences, beam 5{maps}, default options")
     for name in args.load:
         process, url = start(args.run, common)
         try:
             await clients(url, sentences[:16], 4, 5)  # warm up
-            figures = await scenario(name, process, url, sentences, args.seconds)
+            figures = await scenario(name, process, url, sentences, args.seconds, args.attention)
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -236,6 +251,7 @@ async def main() -> None:
     parser.add_argument("--batched", default="--max-batch-sentences 64 --max-wait-ms 5")
     parser.add_argument("--load", nargs="+", choices=["clients", "idle", "burst", "sigterm"])
     parser.add_argument("--seconds", type=float, default=30, help="of each --load scenario")
+    parser.add_argument("--attention", action="store_true", help="--load: ask for the maps")
     args = parser.parse_args()
 
     with gzip.open(MULTI30K / "test_2016_flickr.de.gz", "rt", encoding="utf-8") as handle:

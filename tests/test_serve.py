@@ -682,7 +682,11 @@ def test_the_web_page_draws_the_attention_map_of_an_attention_model(
         page.goto(attentive_server + "/")
         page.wait_for_function("document.getElementById('model').options.length === 3")
         page.fill("#source", "\n".join(text))
-        page.click("#translate")  # the default model, the attention one
+        page.click("#translate")  # the default model, the attention one: no maps unless asked
+        page.wait_for_function("document.getElementById('translation').textContent !== ''")
+        assert page.query_selector_all("#attention svg") == []
+        page.check("#show-attention")
+        page.click("#translate")
         page.wait_for_function("document.querySelectorAll('#attention svg').length === 2")
         assert page.text_content("#translation") == "\n".join(m.translation for m in expected)
         for svg, wanted in zip(page.query_selector_all("#attention svg"), expected, strict=True):
@@ -694,8 +698,58 @@ def test_the_web_page_draws_the_attention_map_of_an_attention_model(
             assert cells == pytest.approx([w for row in wanted.weights for w in row], abs=1e-5)
             assert svg.bounding_box()["height"] > 24 * len(wanted.target_tokens)  # drawn, shown
         page.select_option("#model", "golden")  # an LSTM: the translation, and no map
+        assert not page.is_visible("#show-attention")
         page.click("#translate")
         page.wait_for_function(
             f"document.getElementById('translation').textContent === {json.dumps(lstm)}"
         )
         assert page.query_selector_all("#attention svg") == []
+
+
+@pytest.mark.slow
+def test_the_web_page_clears_a_stale_translation_shows_an_empty_one_and_is_busy(server, sentences):
+    with browser_page() as page:
+        page.goto(server + "/")
+        page.wait_for_function("document.getElementById('model').options.length === 3")
+        # Records whether the busy indicator ever showed, however short the request.
+        page.evaluate(
+            """new MutationObserver(() => { if (!document.getElementById('busy').hidden)
+            window.sawBusy = true; }).observe(document.getElementById('busy'),
+            { attributes: true })"""
+        )
+        page.fill("#source", f"{sentences[0]}\n\n{sentences[1]}")
+        page.click("#translate")
+        page.wait_for_function("document.getElementById('translation').textContent !== ''")
+        assert page.evaluate("window.sawBusy") is True
+        assert page.is_hidden("#busy")
+        assert page.text_content("#translation .empty") == "(empty translation)"
+        page.fill("#beam", "13")  # refused: the old translation must not stay under the error
+        page.click("#translate")
+        page.wait_for_function("document.getElementById('error').textContent !== ''")
+        assert page.text_content("#translation") == ""
+        assert page.text_content("#error").startswith("The server refused: beam_size must be")
+
+
+@pytest.mark.slow
+def test_the_web_page_says_when_the_server_is_unreachable_and_declines_huge_maps(server):
+    huge = {
+        "source_tokens": [f"s{j}" for j in range(60)],
+        "target_tokens": [f"t{i}" for i in range(60)],
+        "weights": [[1 / 60] * 60 for _ in range(60)],
+    }
+    answer = {"model": "golden", "translations": ["t0 t1"], "attention": [huge]}
+    with browser_page() as page:
+        page.goto(server + "/")
+        page.wait_for_function("document.getElementById('model').options.length === 3")
+        page.fill("#source", "Ein Mann.")
+        page.route("**/translate", lambda route: route.abort())
+        page.click("#translate")
+        page.wait_for_function("document.getElementById('error').textContent !== ''")
+        assert page.text_content("#error").startswith("Cannot reach the server")
+        page.unroute("**/translate")
+        page.route("**/translate", lambda route: route.fulfill(json=answer))
+        page.click("#translate")
+        page.wait_for_selector(".map-declined")
+        assert "3600 cells, too many to draw" in page.text_content(".map-declined")
+        assert page.query_selector_all("#attention svg") == []
+        assert page.text_content("#error") == ""
