@@ -8,6 +8,7 @@ sets up its queue exactly and runs in about a second."""
 
 from __future__ import annotations
 
+import http.client
 import math
 import socket
 import threading
@@ -216,6 +217,22 @@ def test_a_half_sent_body_cannot_hold_a_shutdown_past_its_grace_time():
         closed_after(sock)
         assert time.monotonic() - started < 3
         sock.close()
+
+
+def test_a_request_sent_on_a_kept_alive_connection_as_the_server_stops_is_answered():
+    """uvicorn closes idle connections at once when it stops, under a request their client
+    may have just sent: here such a request is answered, and then the connection closes."""
+    with serving(served(fake=FakeTranslator()), ServerSettings()) as (url, server):
+        connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=10)
+        connection.request("GET", "/health")
+        assert connection.getresponse().read()
+        server.should_exit = True
+        time.sleep(0.25)  # the server has begun to stop, and this connection is idle
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        assert response.status == 200 and response.read()
+        assert connection.sock.recv(1) == b""  # then the server closed it
+        connection.close()
 
 
 def test_past_the_grace_time_requests_in_flight_get_a_clean_503(caplog):

@@ -21,6 +21,9 @@ import json
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+# At shutdown, how long an idle kept-alive connection stays open for a request its client may
+# have sent just before (it is answered, then the connection closes).
+STOPPING_IDLE_S = 0.5
 LINGER_IDLE_S = 2.0  # a lingering close ends when the client is this quiet...
 LINGER_MAX_S = 30.0  # ...or after this long in all
 
@@ -42,6 +45,7 @@ class TimedH11Protocol(H11Protocol):
         self._timer = None
         self._seen_cycle = None
         self._linger_started = None
+        self._stopping = False
         super().connection_made(LingeringTransport(transport, self))
         self._arm(self.header_timeout_s, self._close)
 
@@ -53,6 +57,7 @@ class TimedH11Protocol(H11Protocol):
         cycle = self.cycle
         if cycle is not None and cycle is not self._seen_cycle:  # the headers are all here
             self._seen_cycle = cycle
+            cycle.keep_alive = cycle.keep_alive and not self._stopping
             self._arm(self.body_timeout_s, self._body_timed_out)
         if cycle is not None and not cycle.more_body and self._seen_cycle is cycle:
             self._disarm()  # the body is all here: now the app has the request
@@ -61,6 +66,16 @@ class TimedH11Protocol(H11Protocol):
         super().on_response_complete()
         if not self.transport.is_closing():  # kept alive: the next request's headers are due
             self._arm(self.header_timeout_s, self._close)
+
+    def shutdown(self) -> None:
+        """uvicorn closes an idle connection at once, under a request its client may have sent
+        a moment before: instead, a request that comes within STOPPING_IDLE_S is answered,
+        and the connection closes after it."""
+        self._stopping = True
+        if self.cycle is None or self.cycle.response_complete:
+            self._arm(STOPPING_IDLE_S, self._close)
+        else:
+            self.cycle.keep_alive = False
 
     def connection_lost(self, exc) -> None:
         self._disarm()
