@@ -18,7 +18,8 @@ server with the default options, on 127.0.0.1:
 - idle: the same with 200 more connections held open and idle (reopened whenever the server
   closes them): the 64 clients' figures should not change;
 - burst: 64 clients sending 16 sentences a request, 4x the queue bound (--max-queue-sentences
-  256): how many got 503, that every request got an answer, and the server's memory (RSS)
+  256), each client waiting the Retry-After of a 503 before its next request: how many got
+  503, that every request got an answer, and the server's memory (RSS)
   at start, before (3 s after a first 5 s burst), at its peak and 3 s after;
 - sigterm: 64 clients, SIGTERM after half the time: every request in flight answered, the exit
   status, and the seconds from the signal to the exit.
@@ -103,15 +104,17 @@ class Tally:
     reconnects: int = 0  # idle connections the server closed
 
 
-async def exchange(reader, writer, host: str, body: bytes) -> tuple[bytes, bool]:
-    """One request on a kept-alive connection: the status code, and whether the server will
-    close the connection after it."""
+async def exchange(reader, writer, host: str, body: bytes) -> tuple[bytes, bool, float]:
+    """One request on a kept-alive connection: the status code, whether the server will close
+    the connection after it, and its Retry-After (0 without)."""
     head = f"POST /translate HTTP/1.1\r\nHost: {host}\r\n{JSON}Content-Length: {len(body)}\r\n"
     writer.write(head.encode() + b"\r\n" + body)
     answer = await reader.readuntil(b"\r\n\r\n")
     length = int(re.search(rb"(?i)content-length: (\d+)", answer)[1])
     await reader.readexactly(length)
-    return answer.split(b" ", 2)[1], re.search(rb"(?i)connection: close", answer) is not None
+    retry = re.search(rb"(?i)retry-after: (\d+)", answer)
+    closing = re.search(rb"(?i)connection: close", answer) is not None
+    return answer.split(b" ", 2)[1], closing, float(retry[1]) if retry else 0.0
 
 
 async def load_client(url, sentences, per_request, attention, tally: Tally, running) -> None:
@@ -128,17 +131,20 @@ async def load_client(url, sentences, per_request, attention, tally: Tally, runn
         body = json.dumps({"text": text, "beam_size": 5, "attention": attention}).encode()
         sent = time.perf_counter()
         try:
-            status, closing = await exchange(*connection, host, body)
+            status, closing, retry_after = await exchange(*connection, host, body)
         except (OSError, asyncio.IncompleteReadError):
             tally.unanswered += sent < tally.signalled
             connection = None
             continue
-        tally.latencies.append(time.perf_counter() - sent)
         tally.statuses[status.decode()] += 1
-        tally.sentences += per_request if status == b"200" else 0
+        if status == b"200":  # latencies and throughput: of translations, not of refusals
+            tally.latencies.append(time.perf_counter() - sent)
+            tally.sentences += per_request
         if closing:
             connection[1].close()
             connection = None
+        if status == b"503":  # as a well-behaved client does
+            await asyncio.sleep(retry_after)
     if connection:
         connection[1].close()
 
@@ -168,12 +174,8 @@ def clock(seconds: float):
 
 async def scenario(name, process, url, sentences, seconds, attention) -> dict:
     """Runs one scenario against a warm server; its figures."""
-    tally, idle, started, running = Tally(), Tally(), time.perf_counter(), clock(seconds)
     per_request = 16 if name == "burst" else 1
     shape = (url, sentences, per_request, attention)
-    work = [load_client(*shape, tally, running) for _ in range(64)]
-    if name == "idle":
-        work += [idle_connection(url, idle, running) for _ in range(200)]
     figures: dict = {}
     if name == "burst":
         figures["rss_start_mb"] = rss_mb(process.pid)
@@ -183,8 +185,11 @@ async def scenario(name, process, url, sentences, seconds, attention) -> dict:
         await asyncio.gather(*(load_client(*shape, warm, warming) for _ in range(64)))
         await asyncio.sleep(3)
         figures["rss_before_mb"] = rss_mb(process.pid)
-        tally, started, running = Tally(), time.perf_counter(), clock(seconds)
-        work = [load_client(*shape, tally, running) for _ in range(64)]
+    tally, idle, started, running = Tally(), Tally(), time.perf_counter(), clock(seconds)
+    work = [load_client(*shape, tally, running) for _ in range(64)]
+    if name == "idle":
+        work += [idle_connection(url, idle, running) for _ in range(200)]
+    if name == "burst":
         work.append(watch_memory(process.pid, figures, running))
     if name == "sigterm":
         work.append(terminate(process, seconds / 2, figures, tally))
