@@ -436,6 +436,12 @@ def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(client)
     [
         (["--max-beam-size", "0"], ["--max-beam-size must be between 1 and 1000 (got 0)"]),
         (["--max-wait-ms", "-1"], ["--max-wait-ms must be between 0 and 1000 (got -1.0)"]),
+        (["--max-wait-ms", "nan"], ["--max-wait-ms must be between 0 and 1000 (got nan)"]),
+        (["--max-wait-ms", "inf"], ["--max-wait-ms must be between 0 and 1000 (got inf)"]),
+        (["--max-wait-ms", "1e9"], ["--max-wait-ms must be between 0 and 1000 (got 1000000000.0)"]),
+        (["--shutdown-grace-s", "nan"], ["--shutdown-grace-s must be between 0 and 3600"]),
+        (["--allowed-hosts", "a b"], ["--allowed-hosts 'a b' is not a host name or address"]),
+        (["--cors-origin", "*.org"], ["--cors-origin '*.org' is not an origin"]),
         (["--port", "70000"], ["--port must be between 0 and 65535 (got 70000)"]),
         (["--num-threads", "0"], ["--num-threads must be at least 1 (got 0)"]),
         (["--host", "not a host"], ["cannot listen on host 'not a host'", "127.0.0.1"]),
