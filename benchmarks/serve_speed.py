@@ -140,11 +140,12 @@ async def load_client(url, sentences, per_request, attention, tally: Tally, runn
         if status == b"200":  # latencies and throughput: of translations, not of refusals
             tally.latencies.append(time.perf_counter() - sent)
             tally.sentences += per_request
+        if status == b"503" and retry_after:  # as a well-behaved client does
+            await asyncio.sleep(retry_after)
+            closing = True  # the server may have closed it meanwhile (--keep-alive-s)
         if closing:
             connection[1].close()
             connection = None
-        if status == b"503":  # as a well-behaved client does
-            await asyncio.sleep(retry_after)
     if connection:
         connection[1].close()
 
