@@ -24,6 +24,9 @@ server with the default options, on 127.0.0.1:
 - sigterm: 64 clients, SIGTERM after half the time: every request in flight answered, the exit
   status, and the seconds from the signal to the exit.
 
+- long-maps: 16 requests one after another, each one 1,000-character line with its attention
+  map (a model with attention): their statuses, the largest answer, and the server's memory.
+
 --attention asks for the attention maps in every request (a model with attention).
 """
 
@@ -104,9 +107,9 @@ class Tally:
     reconnects: int = 0  # idle connections the server closed
 
 
-async def exchange(reader, writer, host: str, body: bytes) -> tuple[bytes, bool, float]:
+async def exchange(reader, writer, host: str, body: bytes) -> tuple[bytes, bool, float, int]:
     """One request on a kept-alive connection: the status code, whether the server will close
-    the connection after it, and its Retry-After (0 without)."""
+    the connection after it, its Retry-After (0 without), and the answer's length."""
     head = f"POST /translate HTTP/1.1\r\nHost: {host}\r\n{JSON}Content-Length: {len(body)}\r\n"
     writer.write(head.encode() + b"\r\n" + body)
     answer = await reader.readuntil(b"\r\n\r\n")
@@ -114,7 +117,7 @@ async def exchange(reader, writer, host: str, body: bytes) -> tuple[bytes, bool,
     await reader.readexactly(length)
     retry = re.search(rb"(?i)retry-after: (\d+)", answer)
     closing = re.search(rb"(?i)connection: close", answer) is not None
-    return answer.split(b" ", 2)[1], closing, float(retry[1]) if retry else 0.0
+    return answer.split(b" ", 2)[1], closing, float(retry[1]) if retry else 0.0, length
 
 
 async def load_client(url, sentences, per_request, attention, tally: Tally, running) -> None:
@@ -131,7 +134,7 @@ async def load_client(url, sentences, per_request, attention, tally: Tally, runn
         body = json.dumps({"text": text, "beam_size": 5, "attention": attention}).encode()
         sent = time.perf_counter()
         try:
-            status, closing, retry_after = await exchange(*connection, host, body)
+            status, closing, retry_after, _ = await exchange(*connection, host, body)
         except (OSError, asyncio.IncompleteReadError):
             tally.unanswered += sent < tally.signalled
             connection = None
@@ -229,15 +232,42 @@ async def terminate(process, after: float, figures: dict, tally: Tally) -> None:
     figures["seconds_to_exit"] = round(time.perf_counter() - signalled, 2)
 
 
+async def long_maps(process, url: str, sentences: list[str]) -> dict:
+    """16 requests one after another, each one 1,000-character line with its attention map:
+    their statuses, the largest answer, and the server's memory."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    line = " ".join(sentences)[:1000]
+    body = json.dumps({"text": [line], "attention": True}).encode()
+    figures = {"rss_before_mb": rss_mb(process.pid)}
+    statuses, largest = collections.Counter(), 0
+    watcher = asyncio.ensure_future(watch_memory(process.pid, figures, lambda: True))
+    for _ in range(16):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        status, _, _, length = await exchange(reader, writer, host, body)
+        statuses[status.decode()] += 1
+        largest = max(largest, length)
+        writer.close()
+    await asyncio.sleep(3)
+    watcher.cancel()
+    figures.update(
+        rss_after_mb=rss_mb(process.pid), statuses=dict(statuses), largest_answer_bytes=largest
+    )
+    return figures
+
+
 async def load(args, sentences: list[str]) -> None:
     common = ["--device", args.device, "--num-threads", args.num_threads]
     maps = ", attention maps" if args.attention else ""
     print(f"each scenario {args.seconds} s, test2016 sentences, beam 5{maps}, default options")
+    shape = (args.seconds, args.attention)
     for name in args.load:
         process, url = start(args.run, common)
         try:
             await clients(url, sentences[:16], 4, 5)  # warm up
-            figures = await scenario(name, process, url, sentences, args.seconds, args.attention)
+            if name == "long-maps":
+                figures = await long_maps(process, url, sentences)
+            else:
+                figures = await scenario(name, process, url, sentences, *shape)
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -255,7 +285,9 @@ async def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num-threads", default="1", help="PyTorch threads of each server")
     parser.add_argument("--batched", default="--max-batch-sentences 64 --max-wait-ms 5")
-    parser.add_argument("--load", nargs="+", choices=["clients", "idle", "burst", "sigterm"])
+    parser.add_argument(
+        "--load", nargs="+", choices=["clients", "idle", "burst", "sigterm", "long-maps"]
+    )
     parser.add_argument("--seconds", type=float, default=30, help="of each --load scenario")
     parser.add_argument("--attention", action="store_true", help="--load: ask for the maps")
     args = parser.parse_args()
