@@ -59,7 +59,7 @@ class TimedH11Protocol(H11Protocol):
             self._seen_cycle = cycle
             cycle.keep_alive = cycle.keep_alive and not self._stopping
             self._arm(self.body_timeout_s, self._body_timed_out)
-        if cycle is not None and not cycle.more_body and self._seen_cycle is cycle:
+        if cycle is not None and not cycle.more_body and not cycle.response_complete:
             self._disarm()  # the body is all here: now the app has the request
 
     def on_response_complete(self) -> None:

@@ -106,11 +106,9 @@ class GracefulServer(uvicorn.Server):
       every request still in flight is answered 503 by the app's `abort`, and `cut_short`
       counts them."""
 
-    def __init__(self, config: uvicorn.Config, shutdown_grace_s: float | None = None):
+    def __init__(self, config: uvicorn.Config):
         super().__init__(config)
-        if shutdown_grace_s is None:
-            shutdown_grace_s = config.app.state.settings.shutdown_grace_s
-        self.shutdown_grace_s = shutdown_grace_s
+        self.shutdown_grace_s = config.app.state.settings.shutdown_grace_s
         self.cut_short = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rest: asyncio.Future | None = None
@@ -135,6 +133,8 @@ class GracefulServer(uvicorn.Server):
 
     async def shutdown(self, sockets=None) -> None:
         self._loop = asyncio.get_running_loop()
+        if self.force_exit:  # the second Ctrl-C came before the shutdown began
+            self._force()
         timer = self._loop.call_later(self.shutdown_grace_s, self._force)
         try:
             await super().shutdown(sockets)  # returns once the rest are answered, if forced
