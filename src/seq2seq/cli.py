@@ -1,5 +1,5 @@
 """Command line: `seq2seq train | average | evaluate | translate | score | plot | sentence-map |
-compare`.
+compare | serve | export`.
 Parses and dispatches, nothing else."""
 
 from __future__ import annotations
@@ -118,6 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--json", action="store_true", help="print the figures as JSON")
     _decoding_options(compare, ensemble=False)
 
+    export = commands.add_parser(
+        "export", help="a Transformer run as a CTranslate2 model directory, to decode fast"
+    )
+    export.add_argument("run", help="run directory (uses best/) or a checkpoint directory")
+    export.add_argument("--output", required=True, metavar="DIR", help="the directory to write")
+    export.add_argument(
+        "--quantization",
+        default="int8",
+        help="int8 (default), int8_float32, bfloat16 or float32: how the weights are stored",
+    )
+
     serve = commands.add_parser("serve", help="a JSON API and a web page over trained models")
     serve.add_argument(
         "run",
@@ -129,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000, help="0 picks a free port (8000)")
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     serve.add_argument("--num-threads", type=int, help="PyTorch CPU threads (PyTorch's choice)")
+    _quantize_option(serve)
     _server_options(serve)
 
     args = parser.parse_args(argv)
@@ -144,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             "sentence-map": _sentence_map,
             "compare": _compare,
             "serve": _serve,
+            "export": _export,
         }
         return commands[args.command](args)
     except TrainingInterrupted as error:
@@ -182,6 +195,16 @@ def _decoding_options(parser: argparse.ArgumentParser, *, ensemble: bool = True)
     )
     parser.add_argument("--batch-size", type=int, default=128, help="sentences per batch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    if ensemble:
+        _quantize_option(parser)
+
+
+def _quantize_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quantize",
+        default="none",
+        help="int8: decode with int8 weights (CPU); auto: where that pays; none (default)",
+    )
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:
@@ -214,7 +237,7 @@ def _device(args):
 def _load(args, device):
     from seq2seq import checkpoint
 
-    return checkpoint.load_ensemble([args.run, *args.ensemble], device)
+    return checkpoint.load_ensemble([args.run, *args.ensemble], device, quantize=args.quantize)
 
 
 def _train(args) -> int:
@@ -257,9 +280,13 @@ def _evaluate(args) -> int:
         return 0
     print(f"{result['split']}: {result['sentences']} sentences, checkpoint {ckpt.path}")
     print(f"loss (teacher forced)           {result['loss']:.3f}  ppl {result['ppl']:.2f}")
-    print(
-        f"loss (free running, tutorial's) {result['free_loss']:.3f}  ppl {result['free_ppl']:.2f}"
-    )
+    if result["free_loss"] is None:
+        print("loss (free running, tutorial's) n/a (a CTranslate2 export only scores targets)")
+    else:
+        print(
+            f"loss (free running, tutorial's) {result['free_loss']:.3f}  "
+            f"ppl {result['free_ppl']:.2f}"
+        )
     bleu = f"BLEU (detokenized, {'lowercased' if ckpt.config.data.lowercase else 'cased'})"
     print(f"{bleu:<32}{result['bleu']:.2f}  {result['bleu_signature']}")
     print(f"chrF                            {result['chrf']:.2f}  {result['chrf_signature']}")
@@ -385,8 +412,21 @@ def _serve(args) -> int:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     serve(
-        args.run, host=args.host, port=args.port, device=pick_device(args.device), settings=settings
+        args.run,
+        host=args.host,
+        port=args.port,
+        device=pick_device(args.device),
+        settings=settings,
+        quantize=args.quantize,
     )
+    return 0
+
+
+def _export(args) -> int:
+    from seq2seq.export.convert import export_run
+
+    output = export_run(args.run, args.output, quantization=args.quantization)
+    print(f"exported: {output} (translate with: seq2seq translate {output})")
     return 0
 
 

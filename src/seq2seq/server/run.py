@@ -29,11 +29,12 @@ def serve(
     port: int = 8000,
     device: torch.device,
     settings: ServerSettings = ServerSettings(),
+    quantize: str = "none",
 ) -> None:
     specs = parse_specs(runs)
     sock = bind(host, port)
     try:
-        models = load_models(specs, device)
+        models = load_models(specs, device, quantize=quantize)
         # log_config=None: uvicorn's lines go through the project's logging, like every other.
         config = uvicorn.Config(build_app(models, settings), log_config=None, lifespan="on")
         port = sock.getsockname()[1]

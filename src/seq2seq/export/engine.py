@@ -1,0 +1,117 @@
+"""A CTranslate2 translator in our model's part: it decodes, scores and reports the loss of
+whole lists of examples, so that `decode.py` and `evaluate.py` hand an export's work to it
+and keep everything around the model (tokenizing, reversing, lowercasing, detokenizing) as it
+is for a PyTorch run.
+
+Examples arrive as our token ids, `<sos> tokens <eos>` on the source side; CTranslate2 takes
+token strings and adds the source's `<sos>` and `<eos>` itself (convert.py configures it so),
+so the ids go back to the strings of our own vocabulary, and the output strings to our ids.
+
+Decoding options map one to one: beam size, n-best (`num_hypotheses`), the GNMT length
+penalty (CTranslate2 divides a finished hypothesis' log-probability by ((5 + length) / 6) **
+alpha, length counting its <eos>, as search.py does), the minimum length (CTranslate2's
+default of 1 is overridden) and the length limit, a * source length + b capped at max_length,
+which CTranslate2 takes as one number per call: sentences are decoded in groups of one limit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+
+from seq2seq.data.dataset import Example
+from seq2seq.data.vocab import Vocab
+from seq2seq.decode import DecodeSettings
+from seq2seq.errors import Seq2SeqError
+from seq2seq.search import Scored, length_penalty, max_lengths
+
+
+class CTranslate2Model:
+    """Decodes with `translator`, a `ctranslate2.Translator` over an export directory."""
+
+    def __init__(self, translator, *, src_vocab: Vocab, tgt_vocab: Vocab, position_rows: int):
+        self.translator = translator
+        self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
+        self.position_rows = position_rows
+
+    def decode_examples(self, examples: list[Example], settings: DecodeSettings):
+        """The n-best hypotheses of each example, in order, as `decode.decode_examples`."""
+        out = [[Scored([], 0.0, 0.0) for _ in range(settings.n_best)] for _ in examples]
+        sources = [example.src[1:-1] for example in examples]
+        limits = max_lengths(
+            torch.tensor([len(source) for source in sources]),
+            settings.max_length_a,
+            settings.max_length_b,
+            settings.max_length,
+        ).tolist()
+        groups = defaultdict(list)
+        for index, source in enumerate(sources):
+            if source:  # a source without tokens gives empty hypotheses, as decode.py's
+                groups[limits[index]].append(index)
+        for limit, indices in groups.items():
+            self._check_limit(limit)
+            results = self.translator.translate_batch(
+                [self._strings(sources[i]) for i in indices],
+                **_options(settings, limit),
+            )
+            for index, result in zip(indices, results, strict=True):
+                out[index] = [
+                    self._scored(tokens, score, limit, settings)
+                    for tokens, score in zip(result.hypotheses, result.scores, strict=True)
+                ]
+        return out
+
+    def score_examples(self, examples: list[Example], batch_size: int) -> list[float]:
+        """log P(target | source) of each example, <eos> included, as `decode.score_examples`."""
+        results = self.translator.score_batch(
+            [self._strings(example.src[1:-1]) for example in examples],
+            [self._strings(example.tgt[1:-1], self.tgt_vocab) for example in examples],
+            max_batch_size=batch_size,
+            max_input_length=0,
+        )
+        return [float(sum(result.log_probs)) for result in results]
+
+    def corpus_loss(
+        self, examples: list[Example], teacher_forcing_ratio: float, batch_size: int
+    ) -> float | None:
+        """Mean cross-entropy per target token, <eos> included, as `evaluate.corpus_loss`; None
+        for the free-running loss, which needs logits at positions the model chose itself,
+        and CTranslate2 only scores given targets."""
+        if teacher_forcing_ratio < 1.0:
+            return None
+        total = -sum(self.score_examples(examples, batch_size))
+        tokens = sum(len(example.tgt) - 1 for example in examples)
+        return total / max(tokens, 1)
+
+    def _strings(self, ids: list[int], vocab: Vocab | None = None) -> list[str]:
+        return [(vocab or self.src_vocab).itos[i] for i in ids]
+
+    def _check_limit(self, limit: int) -> None:
+        if limit >= self.position_rows:
+            raise Seq2SeqError(
+                f"an output of up to {limit} tokens needs more than the export's "
+                f"{self.position_rows} positions; lower --max-length or decode the run itself"
+            )
+
+    def _scored(self, tokens: list[str], score: float, limit: int, settings) -> Scored:
+        ids = [self.tgt_vocab.stoi[token] for token in tokens]
+        ended = len(ids) < limit  # a hypothesis shorter than its limit stopped at <eos>
+        penalty = length_penalty(len(ids) + ended, settings.alpha)
+        if settings.beam_size == 1 and settings.min_length == 0:
+            # Greedy search, which ranks nothing: CTranslate2 reports the log-probability.
+            return Scored(ids, score, score / penalty)
+        return Scored(ids, score * penalty, score)
+
+
+def _options(settings: DecodeSettings, limit: int) -> dict:
+    return {
+        "max_batch_size": settings.batch_size,
+        "beam_size": settings.beam_size,
+        "num_hypotheses": settings.n_best,
+        "length_penalty": settings.alpha,
+        "min_decoding_length": settings.min_length,
+        "max_decoding_length": limit,
+        "max_input_length": 0,  # our sources are cut at data.max_length already
+        "return_scores": True,
+    }
