@@ -7,11 +7,12 @@ Examples arrive as our token ids, `<sos> tokens <eos>` on the source side; CTran
 token strings and adds the source's `<sos>` and `<eos>` itself (convert.py configures it so),
 so the ids go back to the strings of our own vocabulary, and the output strings to our ids.
 
-Decoding options map one to one: beam size, n-best (`num_hypotheses`), the GNMT length
-penalty (CTranslate2 divides a finished hypothesis' log-probability by ((5 + length) / 6) **
-alpha, length counting its <eos>, as search.py does), the minimum length (CTranslate2's
-default of 1 is overridden) and the length limit, a * source length + b capped at max_length,
-which CTranslate2 takes as one number per call: sentences are decoded in groups of one limit.
+Decoding options map one to one: beam size, n-best (`num_hypotheses`), the minimum length
+(CTranslate2's default of 1 is overridden) and the length limit, a * source length + b capped
+at max_length, which CTranslate2 takes as one number per call: sentences are decoded in groups
+of one limit. The length penalty does not map: ours is GNMT's, ((5 + length) / 6) ** alpha,
+and CTranslate2 4 divides by length ** alpha (measured: a 3-token hypothesis' score is its
+log-probability / 3 ** alpha), which ranks hypotheses otherwise; it is refused.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from seq2seq.data.dataset import Example
 from seq2seq.data.vocab import Vocab
 from seq2seq.decode import DecodeSettings
 from seq2seq.errors import Seq2SeqError
-from seq2seq.search import Scored, length_penalty, max_lengths
+from seq2seq.search import Scored, max_lengths
 
 
 class CTranslate2Model:
@@ -37,6 +38,12 @@ class CTranslate2Model:
 
     def decode_examples(self, examples: list[Example], settings: DecodeSettings):
         """The n-best hypotheses of each example, in order, as `decode.decode_examples`."""
+        if settings.alpha != 0.0:
+            raise Seq2SeqError(
+                f"--alpha {settings.alpha:g} is GNMT's length penalty, ((5 + length) / 6) ** "
+                f"alpha; CTranslate2 divides by length ** alpha, which ranks otherwise: use "
+                f"--alpha 0 with an export, or decode the run itself"
+            )
         out = [[Scored([], 0.0, 0.0) for _ in range(settings.n_best)] for _ in examples]
         sources = [example.src[1:-1] for example in examples]
         limits = max_lengths(
@@ -50,14 +57,15 @@ class CTranslate2Model:
             if source:  # a source without tokens gives empty hypotheses, as decode.py's
                 groups[limits[index]].append(index)
         for limit, indices in groups.items():
-            self._check_limit(limit)
+            # convert.position_rows sized the table for the longest source at this limit.
+            assert limit < self.position_rows, (limit, self.position_rows)
             results = self.translator.translate_batch(
                 [self._strings(sources[i]) for i in indices],
                 **_options(settings, limit),
             )
             for index, result in zip(indices, results, strict=True):
                 out[index] = [
-                    self._scored(tokens, score, limit, settings)
+                    self._scored(tokens, score)
                     for tokens, score in zip(result.hypotheses, result.scores, strict=True)
                 ]
         return out
@@ -87,21 +95,9 @@ class CTranslate2Model:
     def _strings(self, ids: list[int], vocab: Vocab | None = None) -> list[str]:
         return [(vocab or self.src_vocab).itos[i] for i in ids]
 
-    def _check_limit(self, limit: int) -> None:
-        if limit >= self.position_rows:
-            raise Seq2SeqError(
-                f"an output of up to {limit} tokens needs more than the export's "
-                f"{self.position_rows} positions; lower --max-length or decode the run itself"
-            )
-
-    def _scored(self, tokens: list[str], score: float, limit: int, settings) -> Scored:
-        ids = [self.tgt_vocab.stoi[token] for token in tokens]
-        ended = len(ids) < limit  # a hypothesis shorter than its limit stopped at <eos>
-        penalty = length_penalty(len(ids) + ended, settings.alpha)
-        if settings.beam_size == 1 and settings.min_length == 0:
-            # Greedy search, which ranks nothing: CTranslate2 reports the log-probability.
-            return Scored(ids, score, score / penalty)
-        return Scored(ids, score * penalty, score)
+    def _scored(self, tokens: list[str], log_prob: float) -> Scored:
+        """Without a length penalty, a hypothesis' score is its log-probability."""
+        return Scored([self.tgt_vocab.stoi[token] for token in tokens], log_prob, log_prob)
 
 
 def _options(settings: DecodeSettings, limit: int) -> dict:
@@ -109,7 +105,7 @@ def _options(settings: DecodeSettings, limit: int) -> dict:
         "max_batch_size": settings.batch_size,
         "beam_size": settings.beam_size,
         "num_hypotheses": settings.n_best,
-        "length_penalty": settings.alpha,
+        "length_penalty": 0.0,  # CTranslate2's default is 1
         "min_decoding_length": settings.min_length,
         "max_decoding_length": limit,
         "max_input_length": 0,  # our sources are cut at data.max_length already
