@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import nn
 
-from seq2seq.errors import Seq2SeqError
+from seq2seq.errors import ParameterError
 
 CHOICES = ("none", "int8", "auto")
 # model.type -> int8 measured faster at no more than 0.3 BLEU lost, on the CPU.
@@ -27,7 +27,9 @@ PAYS: frozenset[str] = frozenset()
 
 def check_quantize(quantize: str) -> None:
     if quantize not in CHOICES:
-        raise Seq2SeqError(f"--quantize must be one of {', '.join(CHOICES)} (got {quantize!r})")
+        raise ParameterError(
+            "quantize", f"{{parameter}} must be one of {', '.join(CHOICES)} (got {quantize!r})"
+        )
 
 
 def quantized(ckpt, quantize: str):
@@ -40,9 +42,10 @@ def quantized(ckpt, quantize: str):
     if quantize == "none":
         return ckpt
     if not on_cpu:
-        raise Seq2SeqError(
-            "--quantize int8 is PyTorch's dynamic quantization, which runs on CPUs only; "
-            "pass --device cpu or drop --quantize"
+        raise ParameterError(
+            "quantize",
+            "{parameter} int8 is PyTorch's dynamic quantization, which runs on CPUs only; "
+            "decode on the cpu device or drop {parameter}",
         )
     for module in ckpt.model.modules():
         if hasattr(module, "fast"):  # the recurrent CPU fast path reads float weights

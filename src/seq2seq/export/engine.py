@@ -24,7 +24,7 @@ import torch
 from seq2seq.data.dataset import Example
 from seq2seq.data.vocab import Vocab
 from seq2seq.decode import DecodeSettings
-from seq2seq.errors import Seq2SeqError
+from seq2seq.errors import ParameterError
 from seq2seq.search import Scored, max_lengths
 
 
@@ -39,10 +39,11 @@ class CTranslate2Model:
     def decode_examples(self, examples: list[Example], settings: DecodeSettings):
         """The n-best hypotheses of each example, in order, as `decode.decode_examples`."""
         if settings.alpha != 0.0:
-            raise Seq2SeqError(
-                f"--alpha {settings.alpha:g} is GNMT's length penalty, ((5 + length) / 6) ** "
-                f"alpha; CTranslate2 divides by length ** alpha, which ranks otherwise: use "
-                f"--alpha 0 with an export, or decode the run itself"
+            raise ParameterError(
+                "alpha",
+                f"{{parameter}} {settings.alpha:g} is GNMT's length penalty, ((5 + length) / 6) "
+                f"** alpha; CTranslate2 divides by length ** alpha, which ranks otherwise: use "
+                f"{{parameter}} 0 with an export, or decode the run itself",
             )
         out = [[Scored([], 0.0, 0.0) for _ in range(settings.n_best)] for _ in examples]
         sources = [example.src[1:-1] for example in examples]
