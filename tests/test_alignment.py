@@ -266,10 +266,9 @@ def test_an_empty_sentence_and_a_failed_write_leave_the_old_figure(
 
 
 def readme_attention_example() -> str:
-    """The Python API section's code block that reads an attention map."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    """The code block of docs/api.md that reads an attention map."""
+    page = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", page, re.DOTALL)
     return next(block for block in blocks if ".attention(" in block)
 
 

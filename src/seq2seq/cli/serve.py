@@ -28,10 +28,21 @@ def _server_options(parser) -> None:
     """One option per field of the server's settings, e.g. --max-beam-size."""
     from seq2seq.server.settings import ServerSettings, option
 
-    kinds = {"bool": {"action": "store_true"}, "int": {"type": int}, "float": {"type": float}}
+    kinds = {
+        "bool": {"action": "store_true"},
+        "int": {"type": int},
+        "float": {"type": float},
+        "tuple[str, ...]": {"action": "append", "metavar": "NAME"},
+    }
     for item in fields(ServerSettings):
-        help = item.metadata["help"] + ("" if item.type == "bool" else f" ({item.default})")
-        parser.add_argument(option(item.name), default=item.default, help=help, **kinds[item.type])
+        shown = f" ({item.default})" if item.type in ("int", "float") else ""
+        default = None if item.type.startswith("tuple") else item.default
+        parser.add_argument(
+            option(item.name),
+            default=default,
+            help=item.metadata["help"] + shown,
+            **kinds[item.type],
+        )
 
 
 def run(args) -> int:
@@ -46,14 +57,16 @@ def run(args) -> int:
     from seq2seq.device import pick_device
     from seq2seq.server.settings import ServerSettings
 
-    settings = ServerSettings(
-        **{item.name: getattr(args, item.name) for item in fields(ServerSettings)}
-    )
+    given = {item.name: getattr(args, item.name) for item in fields(ServerSettings)}
+    for item in fields(ServerSettings):
+        if item.type.startswith("tuple"):  # a repeated option, or none
+            given[item.name] = tuple(given[item.name] or ())
+    settings = ServerSettings(**given)
     if args.num_threads is not None and args.num_threads < 1:
         raise Seq2SeqError(f"--num-threads must be at least 1 (got {args.num_threads})")
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-    serve(
+    return serve(
         args.run,
         host=args.host,
         port=args.port,
@@ -61,4 +74,3 @@ def run(args) -> int:
         settings=settings,
         quantize=args.quantize,
     )
-    return 0
