@@ -54,10 +54,14 @@ def quantized(ckpt, quantize: str):
         if hasattr(module, "fast"):  # the recurrent CPU fast path reads float weights
             module.fast = False
     with warnings.catch_warnings():
-        # PyTorch announces that its quantized tensors will move to torchao; they work in the
-        # releases this project supports, and the notice would be every user's stderr.
+        # PyTorch announces that its quantized tensors and torch.ao.quantization will move to
+        # torchao; they work in the releases this project supports (2.13 tested), and the
+        # notices would be every user's stderr.
         warnings.filterwarnings(
             "ignore", message=r"torch\.quantize_per_tensor", category=UserWarning
+        )
+        warnings.filterwarnings(
+            "ignore", message=r"torch\.ao\.quantization", category=DeprecationWarning
         )
         ckpt.model = torch.ao.quantization.quantize_dynamic(
             ckpt.model, {nn.Linear, nn.LSTM, nn.GRU}, dtype=torch.qint8
