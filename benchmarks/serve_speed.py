@@ -4,6 +4,8 @@ concurrent clients, batched against the same requests served one at a time witho
 
     python benchmarks/serve_speed.py tests/data/golden --sentences 256 --beam-size 5 --repeats 3
 
+RUN may be a CTranslate2 export (`seq2seq export`), served as a run is.
+
 Each server is a real `seq2seq serve` process; each client sends one test2016 sentence per
 request and the next as soon as it is answered, over a kept-alive connection. The clients
 speak HTTP over plain asyncio streams: httpx's client spent more CPU per request than the
@@ -290,6 +292,13 @@ async def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=30, help="of each --load scenario")
     parser.add_argument("--attention", action="store_true", help="--load: ask for the maps")
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=["one at a time", "batched"],
+        choices=["one at a time", "batched"],
+        help="which servers to measure (both)",
+    )
     args = parser.parse_args()
 
     with gzip.open(MULTI30K / "test_2016_flickr.de.gz", "rt", encoding="utf-8") as handle:
@@ -300,6 +309,7 @@ async def main() -> None:
         "one at a time": ["--max-batch-sentences", "1", "--max-wait-ms", "0"],
         "batched": args.batched.split(),
     }
+    servers = {name: servers[name] for name in args.servers}
     print(
         f"{len(sentences)} test2016 sentences, one per request, beam {args.beam_size}; "
         f"sent/s: median of {args.repeats} runs, latency: over all of them"

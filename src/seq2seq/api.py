@@ -148,14 +148,18 @@ class Model:
         return out[0] if isinstance(sources, str) else out
 
 
-def load(path: str | Path | list[str | Path], device: str = "auto") -> Model:
-    """A run directory (its best checkpoint) or a checkpoint directory; a list of them is
-    decoded as an ensemble. device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "mps"."""
+def load(
+    path: str | Path | list[str | Path], device: str = "auto", *, quantize: str = "none"
+) -> Model:
+    """A run directory (its best checkpoint), a checkpoint directory or a CTranslate2 export
+    (`seq2seq export`); a list of runs is decoded as an ensemble. device: "auto" (cuda, then
+    mps, then cpu), "cpu", "cuda", "mps". quantize: "int8" decodes with int8 weights (PyTorch
+    dynamic quantization on the CPU, or CTranslate2's int8), "auto" where that pays, "none"."""
     paths = list(path) if isinstance(path, list | tuple) else [path]
     if not paths:
         raise Seq2SeqError("no checkpoint given; give a run directory or a list of them")
     chosen = pick_device(device)
-    return Model(load_ensemble(paths, chosen), chosen)
+    return Model(load_ensemble(paths, chosen, quantize=quantize), chosen)
 
 
 def _sentences(value, name: str) -> list[str]:

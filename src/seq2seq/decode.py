@@ -1,5 +1,7 @@
 """Decoding whole lists of examples: batching by length, greedy or beam search as the settings
-say, and the results back in the examples' order. Written only against the model protocol.
+say, and the results back in the examples' order. Written only against the model protocol,
+except for an engine that decodes and scores whole lists itself (a CTranslate2 export,
+export/engine.py), to which the work is handed as it is.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ def decode_examples(
     settings: it gives the empty hypothesis (n_best times), ended at once and scored by the
     model (`search.end_at_once`), so an empty line translates to an empty line whose
     log-probability is the one `score_examples` gives an empty target."""
+    if whole := getattr(model, "decode_examples", None):  # an engine decoding lists itself
+        return whole(examples, settings)
     model.eval()
     out: list[list[Hypothesis]] = [[] for _ in examples]
     searched = [i for i, example in enumerate(examples) if len(example.src) > 2]
@@ -133,6 +137,8 @@ def score_examples(
     model, examples: list[Example], *, pad: int, device: torch.device, batch_size: int = 128
 ) -> list[float]:
     """log P(target | source) of each example, <eos> included, in the examples' order."""
+    if whole := getattr(model, "score_examples", None):  # an engine scoring lists itself
+        return whole(examples, batch_size)
     model.eval()
     out = [0.0] * len(examples)
     for batch in length_batches(examples, batch_size, pad):

@@ -57,6 +57,11 @@ def attention_refusal(ckpt) -> str | None:
     members = ckpt.meta.get("members")
     if members:
         return f"attention maps need one model, not an ensemble of {len(members)}; give one run"
+    if ckpt.meta.get("export"):
+        return (
+            f"{ckpt.path} is a CTranslate2 export, which gives no attention maps; give the run "
+            f"it came from ({ckpt.meta['checkpoint']})"
+        )
     if not supports_attention(ckpt.model):
         return (
             f"{ckpt.path} has no attention (model.type={ckpt.config.model.type}); "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from seq2seq.cli.common import add_device_option
+from seq2seq.cli.common import add_device_option, add_quantize_option
 from seq2seq.errors import Seq2SeqError
 
 
@@ -20,6 +20,7 @@ def add(commands) -> None:
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (8000)")
     add_device_option(parser)
     parser.add_argument("--num-threads", type=int, help="PyTorch CPU threads (PyTorch's choice)")
+    add_quantize_option(parser)
     _server_options(parser)
 
 
@@ -66,5 +67,10 @@ def run(args) -> int:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     return serve(
-        args.run, host=args.host, port=args.port, device=pick_device(args.device), settings=settings
+        args.run,
+        host=args.host,
+        port=args.port,
+        device=pick_device(args.device),
+        settings=settings,
+        quantize=args.quantize,
     )

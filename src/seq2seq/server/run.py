@@ -33,12 +33,13 @@ def serve(
     port: int = 8000,
     device: torch.device,
     settings: ServerSettings = ServerSettings(),
+    quantize: str = "none",
 ) -> int:
     """Serves until stopped; the exit status: 0, or 1 if requests were cut short."""
     specs = parse_specs(runs)
     sock = bind(host, port)
     try:
-        models = load_models(specs, device)
+        models = load_models(specs, device, quantize=quantize)
         server = GracefulServer(uvicorn_config(build_app(models, settings, host), settings))
         names = ", ".join(models)
         warn_if_exposed(host, settings)
