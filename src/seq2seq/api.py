@@ -25,12 +25,14 @@ from seq2seq.translate import Translator
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """One n-best entry: the text, its log-probability (`<eos>` included) and the score it
-    was ranked by (the log-probability divided by the length penalty)."""
+    """One n-best entry: the text, its log-probability (`<eos>` included if it ended), the
+    score it was ranked by (the log-probability divided by the length penalty), and whether
+    it ended with `<eos>` (False: search cut it at its length limit)."""
 
     text: str
     log_prob: float
     score: float
+    ended: bool
 
 
 class Model:
@@ -82,7 +84,8 @@ class Model:
         batch_size: int = 128,
     ) -> list[Hypothesis] | list[list[Hypothesis]]:
         """The n best translations of each sentence, best first, by beam search of beam_size
-        (n if not given; at least n)."""
+        (n if not given; at least n). An empty sentence gives the empty translation, n times,
+        of the log-probability `score` gives it (docs/search.md)."""
         lines = _sentences(sentences, "sentences")
         beam_size = n if beam_size is None else beam_size
         translator = self._translator(
@@ -94,7 +97,7 @@ class Model:
             batch_size=batch_size,
         )
         out = [
-            [Hypothesis(text, h.log_prob, h.score) for text, h in line]
+            [Hypothesis(text, h.log_prob, h.score, h.ended) for text, h in line]
             for line in translator.nbest(lines)
         ]
         return out[0] if isinstance(sentences, str) else out
@@ -154,9 +157,13 @@ class Model:
         return Translator(self.checkpoint, self.device, checked_settings(_NAMES, **settings))
 
 
-def load(path: str | Path | list[str | Path], device: str = "auto") -> Model:
-    """A run directory (its best checkpoint) or a checkpoint directory; a list of them is
-    decoded as an ensemble. device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "mps"."""
+def load(
+    path: str | Path | list[str | Path], device: str = "auto", *, quantize: str = "none"
+) -> Model:
+    """A run directory (its best checkpoint), a checkpoint directory or a CTranslate2 export
+    (`seq2seq export`); a list of runs is decoded as an ensemble. device: "auto" (cuda, then
+    mps, then cpu), "cpu", "cuda", "mps". quantize: "int8" decodes with int8 weights (PyTorch
+    dynamic quantization on the CPU, or CTranslate2's int8), "auto" where that pays, "none"."""
     paths = list(path) if isinstance(path, list | tuple) else [path]
     if not paths:
         raise Seq2SeqError("no checkpoint given; give a run directory or a list of them")
@@ -167,7 +174,7 @@ def load(path: str | Path | list[str | Path], device: str = "auto") -> Model:
                 f"not {_type(given)}"
             )
     chosen = pick_device(device)
-    return Model(load_ensemble(paths, chosen), chosen)
+    return Model(load_ensemble(paths, chosen, quantize=quantize), chosen)
 
 
 def _sentences(value, name: str) -> list[str]:

@@ -32,25 +32,21 @@ def pick_device(name: str) -> torch.device:
 
 
 # Model types that `auto` trains in bfloat16 on CPUs with native bfloat16 arithmetic: those
-# whose quality in bfloat16 was measured. The Transformer trained 1.28x faster in it on a quiet
-# CPU (benchmarks/transformer_speed.py), and bfloat16 runs showed no loss: on a GPU the recipe
-# of configs/transformer.yaml reached 38.00 BLEU at beam 5 (float32 on the CPU: 38.11), and on
-# the CPU configs/transformer_fast.yaml reached 28.62 after 4 epochs (README, Results). A new
-# model type joins the list once measured.
+# whose quality in bfloat16 was measured. The Transformer trained faster in it on a quiet CPU
+# (benchmarks/transformer_speed.py), and bfloat16 runs showed no loss of quality, on a GPU and
+# on the CPU (docs/speed.md, docs/results.md). A new model type joins the list once measured.
 CPU_BFLOAT16_TYPES = ("lstm", "attention", "transformer")
 
 
 def pick_precision(name: str, device: torch.device, model_type: str = "lstm") -> str:
     """With "auto", bfloat16 autocast where it was measured to pay off without costing quality,
     and float32 elsewhere (docs/precision.md). CPUs with native bfloat16 arithmetic
-    (`cpu_has_native_bfloat16`) get it: with AMX a full tutorial epoch took 74 s against 138 s
-    in float32, with avx512_bf16 alone the tutorial LSTM trained 1.41x and the Transformer 1.71x
-    faster (issue 19), and the tutorial run's test BLEU was within seed noise of float32's
-    (README, Results). GPUs that support bfloat16 get it for every model, older GPUs float16
-    with a gradient scaler. Other CPUs emulate bfloat16 (there the Transformer trained 4.6x
-    slower in it, and oneDNN has no bfloat16 LSTM at all), and MPS autocast
-    support varies, so they keep float32. float16 is for CUDA alone: CPUs have no fast float16
-    arithmetic."""
+    (`cpu_has_native_bfloat16`: avx512_bf16 or AMX) get it: there the tutorial LSTM and the
+    Transformer trained faster in it, and the tutorial run's test BLEU was within seed noise of
+    float32's (docs/speed.md). GPUs that support bfloat16 get it for every model, older GPUs
+    float16 with a gradient scaler. Other CPUs emulate bfloat16 (there the Transformer trained
+    4.6x slower in it, and oneDNN has no bfloat16 LSTM at all), and MPS autocast support varies,
+    so they keep float32. float16 is for CUDA alone: CPUs have no fast float16 arithmetic."""
     if name == "float16" and device.type != "cuda":
         raise Seq2SeqError(
             f"train.precision=float16 needs a CUDA GPU (this run is on {device.type}); use "

@@ -15,6 +15,7 @@ from seq2seq.cli import (
     average,
     compare,
     evaluate,
+    export,
     plot,
     score,
     sentence_map,
@@ -34,6 +35,7 @@ COMMANDS = {
     "sentence-map": sentence_map,
     "compare": compare,
     "serve": serve,
+    "export": export,
 }
 
 
