@@ -369,7 +369,7 @@ BAD = [
         "/translate",
         {"text": ["a"], "alpha": -0.5},
         422,
-        "alpha must be a number, 0 or more (got -0.5)",
+        "alpha must be a finite number, 0 or more (got -0.5)",
     ),
     (
         "alpha not finite",
