@@ -31,7 +31,11 @@ class DataConfig:
     src_lang: str = "de"
     tgt_lang: str = "en"
     # A split is a path prefix relative to `dir`: its files are {prefix}.{lang}[.gz].
-    train: str = "train"
+    # Several training corpora are a list of prefixes, prepared together under one vocabulary.
+    train: str | tuple[str, ...] = "train"
+    # Each training corpus's share of an epoch's pairs, one weight per prefix of `train`
+    # (null: every pair once an epoch). A corpus short of its share is repeated.
+    train_weights: tuple[float, ...] | None = None
     valid: str = "val"
     test: str = "test_2016_flickr"
     # spacy: words from spaCy's rule-based tokenizer, detokenized by Moses rules; sentencepiece:
@@ -54,6 +58,18 @@ class DataConfig:
     max_length: int = 1000
     # Use only the first N training sentence pairs (None: all); for quick trials and tests.
     train_limit: int | None = None
+    # Preparation (`seq2seq prepare`, or `seq2seq train` when the prepared corpus is missing):
+    # the processes that tokenize (null: one per core).
+    num_workers: int | None = None
+    # Filters of the training corpora at preparation; evaluation splits keep every line.
+    # Drop pairs with an empty side.
+    filter_empty: bool = True
+    # Drop pairs with a side longer than max_length tokens (false: truncate them).
+    filter_long: bool = False
+    # Drop pairs whose longer side has more than this many times the tokens of the shorter.
+    max_length_ratio: float | None = None
+    # Drop pairs seen before, exactly (both sides).
+    filter_duplicates: bool = False
 
 
 @dataclass(frozen=True)
@@ -319,6 +335,15 @@ def _coerce(value: Any, kind: Any) -> tuple[bool, Any]:
     origin = typing.get_origin(kind)
     if origin is Literal:
         return value in typing.get_args(kind), value
+    if origin is tuple and typing.get_args(kind)[-1] is Ellipsis:  # a YAML list of any length
+        item_kind = typing.get_args(kind)[0]
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            value = [value]  # a single item, as a one-item list
+        if not isinstance(value, list | tuple) or not value:
+            return False, value
+        items = [_coerce(item, item_kind) for item in value]
+        ok = all(item_ok for item_ok, _ in items)
+        return ok, tuple(item for _, item in items) if ok else value
     if origin is tuple:  # a YAML list of a fixed length
         options = typing.get_args(kind)
         if not isinstance(value, list | tuple) or len(value) != len(options):
@@ -357,10 +382,12 @@ def _describe(kind: Any) -> str:
         return "one of " + ", ".join(map(str, typing.get_args(kind)))
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(option) for option in typing.get_args(kind))
+    plurals = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
+    if origin is tuple and typing.get_args(kind)[-1] is Ellipsis:
+        return f"a list of {plurals[typing.get_args(kind)[0]]}"
     if origin is tuple:
         options = typing.get_args(kind)
         assert len(set(options)) == 1, f"config type {kind}: only lists of one type are described"
-        plurals = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
         return f"a list of {len(options)} {plurals[options[0]]}"
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     return "null" if kind is type(None) else names[kind]
@@ -398,6 +425,21 @@ def _check_values(config: Config) -> list[str]:
             "data.train_limit",
             config.data.train_limit is None or config.data.train_limit >= 1,
             "positive",
+        ),
+        (
+            "data.num_workers",
+            config.data.num_workers is None or config.data.num_workers >= 1,
+            "at least 1 (or null: one per core)",
+        ),
+        (
+            "data.max_length_ratio",
+            config.data.max_length_ratio is None or config.data.max_length_ratio >= 1,
+            "at least 1 (or null: no ratio filter)",
+        ),
+        (
+            "data.train_weights",
+            config.data.train_weights is None or min(config.data.train_weights) > 0,
+            "positive numbers",
         ),
         ("train.epochs", config.train.epochs > 0, "positive"),
         ("train.batch_size", config.train.batch_size >= 1, "at least 1"),
@@ -459,6 +501,13 @@ def _check_values(config: Config) -> list[str]:
     if model.type == "transformer" and model.d_model % model.heads:
         problems.append(
             f"model.d_model={model.d_model} must be a multiple of model.heads={model.heads}"
+        )
+    prefixes = (config.data.train,) if isinstance(config.data.train, str) else config.data.train
+    weights = config.data.train_weights
+    if weights is not None and len(weights) != len(prefixes):
+        problems.append(
+            f"data.train_weights has {len(weights)} weights for {len(prefixes)} training "
+            f"corpora in data.train; give one weight per corpus"
         )
     if config.data.src_lang == config.data.tgt_lang:
         problems.append(f"data.src_lang and data.tgt_lang are both {config.data.src_lang!r}")

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,8 +164,13 @@ def _subword_text(config: DataConfig, lines: list[str], path: Path, lang: str) -
 
 
 def _train_cached(config: DataConfig, lines: list[str], name: str) -> Vocab:
+    return train_cached(config, hashlib.sha256("\n".join(lines).encode()), lines, name, len(lines))
+
+
+def train_cached(config: DataConfig, digest, lines: Iterable[str], name: str, count: int) -> Vocab:
+    """The SentencePiece vocabulary of `count` lines, trained or read from the cache; `digest`
+    is the SHA-256 of the lines joined by newlines, which keys the cache."""
     settings = {"model_type": config.sp_model_type, "vocab_size": config.vocab_size}
-    digest = hashlib.sha256("\n".join(lines).encode())
     digest.update(f"{CACHE_FORMAT}|{subword.cache_key(**settings)}".encode())
     cache_file = cache_dir() / "subword" / f"{digest.hexdigest()[:32]}.model"
     if cache_file.is_file():
@@ -176,11 +182,11 @@ def _train_cached(config: DataConfig, lines: list[str], name: str) -> Vocab:
         "training a SentencePiece %s model of %d pieces on %d lines of %s (cached for later runs)",
         config.sp_model_type,
         config.vocab_size,
-        len(lines),
+        count,
         name,
     )
     model = subword.train(lines, **settings, name=name)
-    _write_atomic(cache_file, model)
+    write_atomic(cache_file, model)
     return subword.subword_vocab(model)
 
 
@@ -207,11 +213,11 @@ def _tokenize_cached(
         tokens = tokenizer.encode(prepared)
     else:
         tokens = tokenizer.tokenize_many(lines)
-    _write_atomic(cache_file, gzip.compress(json.dumps(tokens, ensure_ascii=False).encode()))
+    write_atomic(cache_file, gzip.compress(json.dumps(tokens, ensure_ascii=False).encode()))
     return tokens
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")

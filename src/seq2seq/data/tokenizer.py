@@ -162,6 +162,12 @@ class SentencePieceTokenizer:
         words = self.pretokenizer.tokenize_many(texts) if self.pretokenizer else None
         return self.encode(sentencepiece_input(texts, lowercase=self.lowercase, words=words))
 
+    def ids_many(self, texts: list[str]) -> list[list[int]]:
+        """The piece ids of each text: the indices of its pieces in the vocabulary."""
+        words = self.pretokenizer.tokenize_many(texts) if self.pretokenizer else None
+        prepared = sentencepiece_input(texts, lowercase=self.lowercase, words=words)
+        return self._processor.encode(prepared, out_type=int)
+
     def encode(self, prepared: list[str]) -> list[list[str]]:
         """The pieces of text prepared by `sentencepiece_input`."""
         return self._processor.encode(prepared, out_type=str)
