@@ -40,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("config", help="YAML config, e.g. configs/tutorial.yaml")
     train.add_argument("overrides", nargs="*", help="key=value, e.g. train.epochs=2 name=trial")
 
+    prepare = commands.add_parser(
+        "prepare", help="tokenize, filter and write a config's training corpora, once"
+    )
+    prepare.add_argument("config", help="YAML config, e.g. configs/transformer.yaml")
+    prepare.add_argument("overrides", nargs="*", help="key=value, e.g. data.num_workers=8")
+    prepare.add_argument("--force", action="store_true", help="prepare again if prepared")
+
     average = commands.add_parser("average", help="average checkpoints' weights into one")
     average.add_argument(
         "runs", nargs="+", metavar="RUN", help="a run directory with --last N, or checkpoints"
@@ -136,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {
             "train": _train,
+            "prepare": _prepare,
             "average": _average,
             "evaluate": _evaluate,
             "translate": _translate,
@@ -225,6 +233,15 @@ def _train(args) -> int:
     run_dir = train(load_config(args.config, args.overrides))
     if distributed.is_main():
         print(f"trained: {run_dir}/best (evaluate with: seq2seq evaluate {run_dir} --split test)")
+    return 0
+
+
+def _prepare(args) -> int:
+    from seq2seq.config import load_config
+    from seq2seq.data.prepare import prepare
+
+    corpus = prepare(load_config(args.config, args.overrides).data, force=args.force)
+    print(f"prepared: {corpus.path} ({len(corpus)} training pairs)")
     return 0
 
 

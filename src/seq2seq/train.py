@@ -32,8 +32,7 @@ from tqdm import tqdm
 from seq2seq import checkpoint, distributed, resume
 from seq2seq.config import Config, TrainConfig, config_to_dict
 from seq2seq.data.batching import Batch, bucket_batches, collate, padding_share
-from seq2seq.data.dataset import build_vocabs, load_split, numericalize
-from seq2seq.data.tokenizer import tokenizer_for
+from seq2seq.data.setup import training_data
 from seq2seq.data.vocab import model_sizes
 from seq2seq.decode import DecodeSettings
 from seq2seq.device import autocast, fixed_scale, grad_scaler, pick_device, pick_precision
@@ -130,15 +129,11 @@ class Trainer:
             SYNC_EVERY_ON_GPU if self.device.type == "cuda" else 1
         )
 
-        data = config.data
-        train_split = load_split(data, "train")
-        self.valid_split = load_split(data, "valid")
-        self.src_vocab, self.tgt_vocab = build_vocabs(data, train_split)
-        self.train_examples = numericalize(
-            train_split, self.src_vocab, self.tgt_vocab, data, limit=data.train_limit
-        )
-        self.valid_examples = numericalize(self.valid_split, self.src_vocab, self.tgt_vocab, data)
-        self.tgt_tokenizer = tokenizer_for(data, "tgt", self.tgt_vocab)
+        data = training_data(config.data)
+        self.train_corpus = data.train  # lengths in memory, ids mapped from the prepared corpus
+        self.valid_split, self.valid_examples = data.valid_split, data.valid_examples
+        self.src_vocab, self.tgt_vocab = data.src_vocab, data.tgt_vocab
+        self.tgt_tokenizer = data.tgt_tokenizer
 
         sizes = model_sizes(self.src_vocab, self.tgt_vocab)
         self.model = build_model(config.model, **sizes).to(self.device)
@@ -200,7 +195,7 @@ class Trainer:
             self.config.name,
             self.device,
             self.precision,
-            len(self.train_examples),
+            len(self.train_corpus),
             "about " if self.config.train.batch_unit == "tokens" else "",
             len(batches),
             distributed.world_size() * self.accumulate,
@@ -240,7 +235,7 @@ class Trainer:
             yaml.safe_dump(config_to_dict(self.config), sort_keys=False)
         )
 
-    def _next_epoch(self) -> list[list[int]] | None:
+    def _next_epoch(self) -> list[np.ndarray] | None:
         """The batches of the epoch to train on next (a new one, or the one a resume left
         unfinished), or None when `train.epochs` are done or patience has run out. A stopped
         run stays stopped on resume: more `train.epochs` do not restart it, a larger
@@ -273,13 +268,15 @@ class Trainer:
         share = self.config.train.epochs - (self.progress.epoch - 1)
         return batches if share >= 1.0 else round(share * batches)
 
-    def _epoch_batches(self, rng: random.Random) -> list[list[int]]:
+    def _epoch_batches(self, rng: random.Random) -> list[np.ndarray]:
         train = self.config.train
+        corpus = self.train_corpus
+        order = corpus.epoch_order(rng)
         return bucket_batches(
-            self.train_examples, size=train.batch_size, unit=train.batch_unit, rng=rng
+            corpus.lengths, size=train.batch_size, unit=train.batch_unit, rng=rng, order=order
         )
 
-    def _run_batches(self, batches: list[list[int]], end: int, stop: dict) -> None:
+    def _run_batches(self, batches: list[np.ndarray], end: int, stop: dict) -> None:
         """Train on the epoch's `batches` from `progress.position` to `end`, saving and
         stopping cleanly if a signal asks any process to.
 
@@ -321,13 +318,13 @@ class Trainer:
                 )
 
     def _batch(self, indices: list[int]) -> Batch:
-        examples = [self.train_examples[i] for i in indices]
+        examples = self.train_corpus.examples(indices)
         pin = self.device.type == "cuda"
         batch = collate(examples, indices, self.src_vocab.pad, self.tgt_vocab.pad, pin=pin)
         return batch.to(self.device)
 
     def _target_tokens(self, indices: list[int]) -> int:
-        return sum(len(self.train_examples[i].tgt) - 1 for i in indices)
+        return self.train_corpus.target_tokens(indices)
 
     def _train_step(
         self,
@@ -476,7 +473,7 @@ class Trainer:
                 f"out of GPU memory on {self.progress.oom_batches} batches; lower train.batch_size"
             )
 
-    def _record(self, batches: list[list[int]], seconds: float) -> dict:
+    def _record(self, batches: list[np.ndarray], seconds: float) -> dict:
         progress = self.progress
         loss = progress.epoch_loss / max(progress.epoch_tokens, 1)
         return {
@@ -485,7 +482,7 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_loss": loss,
             "train_ppl": perplexity(loss),
-            "padding": padding_share(self.train_examples, batches),
+            "padding": padding_share(self.train_corpus.lengths, batches),
             "precision": self.precision,
             "seconds": seconds,
             "tokens_per_second": progress.epoch_tokens / seconds if seconds else 0.0,

@@ -108,14 +108,20 @@ def build_vocabs(config: DataConfig, train: Split) -> tuple[Vocab, Vocab]:
 
 
 def encode_source(tokens: list[str], vocab: Vocab, config: DataConfig) -> list[int]:
-    ids = vocab.encode(tokens[: config.max_length])
-    if config.reverse_source:
-        ids.reverse()  # Sutskever et al. (2014), section 3.3: reversing the source helps.
-    return [vocab.sos, *ids, vocab.eos]
+    return frame(vocab.encode(tokens[: config.max_length]), vocab, config, source=True)
 
 
 def encode_target(tokens: list[str], vocab: Vocab, config: DataConfig) -> list[int]:
-    return [vocab.sos, *vocab.encode(tokens[: config.max_length]), vocab.eos]
+    return frame(vocab.encode(tokens[: config.max_length]), vocab, config, source=False)
+
+
+def frame(ids: list[int], vocab: Vocab, config: DataConfig, *, source: bool) -> list[int]:
+    """`<sos> ids <eos>`, the ids cut to `data.max_length` and, on the source side, reversed
+    if configured."""
+    ids = ids[: config.max_length]
+    if source and config.reverse_source:
+        ids.reverse()  # Sutskever et al. (2014), section 3.3: reversing the source helps.
+    return [vocab.sos, *ids, vocab.eos]
 
 
 def numericalize(
