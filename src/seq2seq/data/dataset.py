@@ -29,6 +29,7 @@ from seq2seq.data.tokenizer import (
     tokenizer_for,
 )
 from seq2seq.data.vocab import Vocab
+from seq2seq.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,13 @@ class Example:
 
 def split_prefix(config: DataConfig, name: str) -> str:
     """`train`, `valid`/`val` and `test` name the configured splits; anything else is a prefix."""
+    if name == "train" and not isinstance(config.train, str):
+        if len(config.train) > 1:
+            raise DataError(
+                f"data.train lists {len(config.train)} corpora ({', '.join(config.train)}); "
+                f"name one of them as the split"
+            )
+        return config.train[0]
     aliases = {
         "train": config.train,
         "valid": config.valid,
