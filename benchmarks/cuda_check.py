@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from seq2seq.config import load_config
-from seq2seq.train import Trainer
+from seq2seq.training import Trainer
 
 NAN_STEPS = (20, 21)
 
@@ -87,8 +87,8 @@ def check(
         return wrapper
 
     if not reseed:  # a diagnosis: does seeding every batch cost a sync?
-        trainer._seed_batch = lambda position: None
-    trainer._train_step = counted("in_step", trainer._train_step)
+        trainer.updater.seed_batch = lambda position: None
+    trainer.updater.update = counted("in_step", trainer.updater.update)
     trainer._batch = counted("in_batch", trainer._batch)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -48,14 +48,17 @@ def main() -> None:
     for size in args.sizes:
         folder = args.workdir / f"corpus-{size}"
         write_corpus(folder, size)
-        result = {"pairs": size}
         for tokenizer in args.tokenizers:
-            result[tokenizer] = prepare(folder, args.workdir, tokenizer, args.workers)
+            figures = prepare(folder, args.workdir, tokenizer, args.workers)
+            show({"pairs": size, "prepare": tokenizer, **figures})
         if "spacy" in args.tokenizers:
-            result["train"] = train(folder, args.workdir, size, args.steps, processes=1)
-            if args.gloo:
-                result["train_gloo"] = train(folder, args.workdir, size, args.steps, processes=2)
-        print(json.dumps(result), flush=True)
+            for processes in (1, 2) if args.gloo else (1,):
+                figures = train(folder, args.workdir, size, args.steps, processes=processes)
+                show({"pairs": size, "train": f"{processes} process(es)", **figures})
+
+
+def show(result: dict) -> None:
+    print(json.dumps(result), flush=True)
 
 
 def write_corpus(folder: Path, size: int) -> None:
@@ -152,16 +155,17 @@ def train(folder: Path, workdir: Path, size: int, steps: int, processes: int) ->
 def first_step_driver(argv: list[str]) -> None:
     """`seq2seq train ARGV`, printing the wall-clock time of the first training step."""
     from seq2seq.config import load_config
-    from seq2seq.train import Trainer, train
+    from seq2seq.training import train
+    from seq2seq.training.step import Updater
 
-    original = Trainer._train_step
+    original = Updater.update
 
     def timed(self, *args, **kwargs):
-        if self.step == 0:
+        if self.progress.step == 0:
             print(f"{FIRST_STEP} {time.time()}", flush=True)
         return original(self, *args, **kwargs)
 
-    Trainer._train_step = timed
+    Updater.update = timed
     train(load_config(argv[0], argv[1:]))
 
 

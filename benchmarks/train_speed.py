@@ -28,7 +28,7 @@ from seq2seq.data.batching import bucket_batches, iterate, padding_share
 from seq2seq.data.dataset import build_vocabs, load_split, numericalize
 from seq2seq.data.vocab import model_sizes
 from seq2seq.models import build_model
-from seq2seq.train import make_optimizer
+from seq2seq.training.optim import make_optimizer
 
 
 def tutorial_forward(model, src, src_lengths, tgt, teacher_forcing_ratio):

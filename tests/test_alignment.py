@@ -17,7 +17,7 @@ from test_model_contract import EOS, SOS, make, padded, sentences
 
 import seq2seq
 from seq2seq import checkpoint
-from seq2seq.alignment import forced_attention, reading_order, supports_attention
+from seq2seq.analysis.attention_maps import forced_attention, reading_order, supports_attention
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.decode import DecodeSettings
 from seq2seq.errors import Seq2SeqError
@@ -131,7 +131,7 @@ def translator(run: Path) -> Translator:
 
 @pytest.mark.slow
 def test_maps_label_rows_and_columns_and_show_a_reversed_source_as_written(attention_run):
-    from seq2seq.alignment import attention_maps
+    from seq2seq.analysis.attention_maps import attention_maps
 
     reader = translator(attention_run)
     ckpt, settings = reader.ckpt, reader.settings

@@ -16,7 +16,7 @@ from conftest import MULTI30K, assert_error, cli
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import PairedTest
 
-from seq2seq.compare import paired_bootstrap
+from seq2seq.analysis.compare import paired_bootstrap
 from seq2seq.errors import Seq2SeqError
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"

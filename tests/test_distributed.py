@@ -43,8 +43,9 @@ from seq2seq import checkpoint
 from seq2seq.config import ConfigError, load_config
 from seq2seq.device import fixed_scale, grad_scaler
 from seq2seq.errors import TrainingDiverged
-from seq2seq.resume import Progress, accumulation, capture, restore
-from seq2seq.train import MAX_BAD_STEPS_IN_ROW, Trainer
+from seq2seq.training import Trainer
+from seq2seq.training.state import Progress, accumulation, capture, restore
+from seq2seq.training.step import MAX_BAD_STEPS_IN_ROW, Updater
 
 TINY = CONFIGS / "tiny.yaml"
 EPOCHS = 4  # long enough to signal or kill a process in the middle of a run
@@ -270,9 +271,9 @@ def test_accumulating_k_batches_gives_the_gradient_of_one_k_times_larger_batch(
         [(0, trainer._batch(first + second))],
     ):
         trainer.model.load_state_dict(weights)
-        trainer._train_step(micro_batches, tokens, epoch_size=2)
+        trainer.updater.update(micro_batches, tokens, epoch_size=2)
         gradients.append([p.grad.clone() for p in trainer.model.parameters()])
-        losses.append(trainer._read_steps())
+        losses.append(trainer.updater.read())
     for accumulated, whole in zip(*gradients, strict=True):
         assert torch.allclose(accumulated, whole, rtol=1e-5, atol=1e-7)
     assert losses[0] == pytest.approx(losses[1], rel=1e-6)
@@ -359,10 +360,10 @@ def test_in_float16_an_overflowing_gradient_is_the_scalers_and_not_a_bad_step(pr
     """A finite loss with an infinite gradient norm: in float16 the scaler skips the step
     and lowers its scale, which is routine and not counted; elsewhere it is a bad step. A
     non-finite loss always counts."""
-    trainer = SimpleNamespace(precision=precision, progress=Progress())
-    bad = [not Trainer._finite(trainer, 0, loss, norm) for loss, norm in ((2.0, INF), (NAN, 1.0))]
+    updater = SimpleNamespace(precision=precision, progress=Progress())
+    bad = [not Updater.finite(updater, 0, loss, norm) for loss, norm in ((2.0, INF), (NAN, 1.0))]
     assert bad == counted
-    assert trainer.progress.bad_steps == sum(counted)
+    assert updater.progress.bad_steps == sum(counted)
 
 
 def test_float16_s_scaler_is_saved_and_restored_and_the_others_are_not(tmp_path):

@@ -10,8 +10,8 @@ import sys
 import pytest
 from conftest import assert_error, cli
 
+from seq2seq.analysis.plot import draw_curves, read_log, run_names, save_figure
 from seq2seq.errors import Seq2SeqError
-from seq2seq.plot import draw_curves, read_log, run_names, save_figure
 
 
 def record(epoch: int, train_loss: float, val_loss: float, bleu: float, best: bool) -> dict:

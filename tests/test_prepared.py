@@ -23,7 +23,8 @@ from seq2seq.data.batching import bucket_batches, collate
 from seq2seq.data.prepare import prepare
 from seq2seq.data.prepared import MANIFEST, PreparedError, open_prepared
 from seq2seq.data.sampling import epoch_order
-from seq2seq.train import Trainer, token_losses
+from seq2seq.training import Trainer
+from seq2seq.training.step import token_losses
 
 
 def write(folder, prefix, count, start=0):
@@ -52,7 +53,7 @@ def test_prepared_training_equals_the_in_memory_path(corpus_dir, tmp_path):
     split = dataset.load_split(config.data, "train")
     vocabs = dataset.build_vocabs(config.data, split)
     examples = dataset.numericalize(split, *vocabs, config.data, limit=config.data.train_limit)
-    assert (trainer.src_vocab, trainer.tgt_vocab) == vocabs
+    assert (trainer.data.src_vocab, trainer.data.tgt_vocab) == vocabs
 
     expected = bucket_batches(examples, size=16, unit="sentences", rng=random.Random(3))
     batches = trainer._epoch_batches(random.Random(3))

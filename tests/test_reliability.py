@@ -26,6 +26,7 @@ import sys
 import time
 import unicodedata
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -35,11 +36,13 @@ from test_checkpoint import Plant, crash_when_moving_into_place, fail_in_weights
 from test_cli import snapshot
 
 from seq2seq import checkpoint
-from seq2seq import train as train_module
 from seq2seq.config import Config, ConfigError, load_config
 from seq2seq.errors import CheckpointError, TrainingDiverged, TrainingInterrupted
 from seq2seq.models import Seq2Seq
-from seq2seq.train import MAX_BAD_STEPS_IN_ROW, Trainer
+from seq2seq.training import Trainer
+from seq2seq.training import loop as loop_module
+from seq2seq.training import step as step_module
+from seq2seq.training.step import MAX_BAD_STEPS_IN_ROW, Updater
 from seq2seq.translate import Translator
 
 TINY = CONFIGS / "tiny.yaml"
@@ -120,7 +123,10 @@ def assert_same_run(run: Path, expected: Path) -> None:
     for name in ("model.safetensors", "optimizer.safetensors"):
         assert_same_tensors(run / "last" / name, expected / "last" / name)
     trainer_state = json.loads((run / "last" / "trainer.json").read_text())
-    assert trainer_state == json.loads((expected / "last" / "trainer.json").read_text())
+    expected_state = json.loads((expected / "last" / "trainer.json").read_text())
+    for state in (trainer_state, expected_state):  # wall-clock time, never the same
+        assert state.pop("epoch_seconds") > 0
+    assert trainer_state == expected_state
     final, expected_final = records(run)[-1], records(expected)[-1]
     for key in ("epoch", "step", "train_loss", "val_loss", "val_free_loss", "val_bleu"):
         assert final[key] == expected_final[key], key
@@ -145,15 +151,24 @@ def error_line(capsys, code: int, *fragments: str, exit_code: int = 2, prefix="s
 
 
 @pytest.mark.slow  # trains
-def test_resume_in_the_middle_of_an_epoch_is_exact(corpus, straight, tmp_path):
+def test_resume_in_the_middle_of_an_epoch_is_exact(corpus, straight, tmp_path, monkeypatch):
+    # A clock that moves 10 s per look: each session of training takes 10 s.
+    ticks = itertools.count(step=10.0)
+    monkeypatch.setattr(loop_module, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
     run = train(tiny(corpus, tmp_path, "train.epochs=1.5"))
     state = json.loads((run / "last" / "trainer.json").read_text())
     assert (state["epoch"], state["step"], state["position"]) == (2, 15, 5)
+    half = records(run)[-1]
 
     train(tiny(corpus, tmp_path, "train.epochs=2", "resume=true"))
 
     assert_same_run(run, straight)
-    assert [r["epoch"] for r in records(run)] == [1, 2, 2]  # epoch 2 logged half and whole
+    # Epoch 2 has one record, the whole one: its time and speed cover both sessions.
+    assert [r["epoch"] for r in records(run)] == [1, 2]
+    whole = records(run)[-1]
+    assert (half["seconds"], whole["seconds"]) == (10.0, 20.0)
+    tokens = records(straight)[-1]["tokens_per_second"] * records(straight)[-1]["seconds"]
+    assert whole["tokens_per_second"] == pytest.approx(tokens / 20.0)
 
 
 @pytest.mark.slow  # trains
@@ -212,7 +227,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(
 
     scripted_validation(monkeypatch)
     run = shutil.copytree(stopped_early, tmp_path / "tiny")
-    with caplog.at_level(logging.INFO, logger="seq2seq.train"):
+    with caplog.at_level(logging.INFO, logger="seq2seq.training"):
         train(tiny(corpus, tmp_path, "train.epochs=20", "train.patience=2", "resume=true"))
     assert records(run) == log  # more epochs do not restart a stopped run
     assert checkpoint.load(run / "last").meta["step"] == 4 * STEPS_PER_EPOCH
@@ -330,14 +345,14 @@ def test_a_failed_save_leaves_last_loadable_and_resumable(corpus, straight, tmp_
 def signal_at_step(monkeypatch, number: int, step: int) -> None:
     """Deliver signal `number` to this process during training step `step` (counted from 1),
     as `kill` or Ctrl-C would."""
-    real = Trainer._finite
+    real = Updater.finite
 
     def finite(self, step_index, loss_value, norm):
         if step_index + 1 == step:
             os.kill(os.getpid(), number)
         return real(self, step_index, loss_value, norm)
 
-    monkeypatch.setattr(Trainer, "_finite", finite)
+    monkeypatch.setattr(Updater, "finite", finite)
 
 
 @pytest.mark.slow  # trains
@@ -374,7 +389,7 @@ def test_a_second_ctrl_c_during_the_stopping_save_keeps_the_previous_last(
 ):
     """Ctrl-C asks for a stop; the save that follows is cut short by a second Ctrl-C."""
     pressed = []
-    real_finite, real_save_file = Trainer._finite, checkpoint.save_file
+    real_finite, real_save_file = Updater.finite, checkpoint.save_file
 
     def finite(self, step, loss_value, norm):
         if step + 1 == 13:
@@ -388,7 +403,7 @@ def test_a_second_ctrl_c_during_the_stopping_save_keeps_the_previous_last(
         return real_save_file(tensors, path, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "_finite", finite)
+        patch.setattr(Updater, "finite", finite)
         patch.setattr(checkpoint, "save_file", save_file)
         with pytest.raises(KeyboardInterrupt):
             train(tiny(corpus, tmp_path, "train.epochs=2"))
@@ -470,7 +485,7 @@ def same_weights(a: dict, b: dict) -> bool:
 def test_a_non_finite_loss_skips_the_update_and_is_counted(corpus, tmp_path, caplog):
     trainer = Trainer(tiny(corpus, tmp_path, "train.epochs=1"))
     before = inject(trainer, {3: NAN, 6: INF})
-    with caplog.at_level(logging.WARNING, logger="seq2seq.train"):
+    with caplog.at_level(logging.WARNING, logger="seq2seq.training"):
         trainer.train()
 
     assert same_weights(before[3], before[4]) and same_weights(before[6], before[7])
@@ -561,9 +576,9 @@ def test_out_of_memory_on_the_cpu_stops_with_advice(corpus, tmp_path, monkeypatc
 
 @pytest.fixture
 def on_gpu(monkeypatch) -> list:
-    """Make Trainer._out_of_memory take its GPU branch (and count torch.cuda.empty_cache
+    """Make Updater._out_of_memory take its GPU branch (and count torch.cuda.empty_cache
     calls) on this CPU-only machine; everything else still runs on the CPU."""
-    real = Trainer._out_of_memory
+    real = Updater._out_of_memory
     emptied = []
 
     def out_of_memory(self, batch):
@@ -573,7 +588,7 @@ def on_gpu(monkeypatch) -> list:
         finally:
             self.device = cpu
 
-    monkeypatch.setattr(Trainer, "_out_of_memory", out_of_memory)
+    monkeypatch.setattr(Updater, "_out_of_memory", out_of_memory)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
     return emptied
 
@@ -582,7 +597,7 @@ def on_gpu(monkeypatch) -> list:
 def test_out_of_gpu_memory_skips_the_batch_and_counts_it(corpus, tmp_path, on_gpu, caplog):
     trainer = Trainer(tiny(corpus, tmp_path, "train.epochs=1"))
     before = inject(trainer, {4: torch.OutOfMemoryError("CUDA out of memory")})
-    with caplog.at_level(logging.WARNING, logger="seq2seq.train"):
+    with caplog.at_level(logging.WARNING, logger="seq2seq.training"):
         record = trainer.train()
     assert (record["oom_batches"], record["skipped_steps"], record["step"]) == (1, 0, 10)
     assert same_weights(before[4], before[5])
@@ -592,7 +607,7 @@ def test_out_of_gpu_memory_skips_the_batch_and_counts_it(corpus, tmp_path, on_gp
 
 @pytest.mark.slow  # trains
 def test_out_of_gpu_memory_gives_up_after_the_limit(corpus, tmp_path, on_gpu, monkeypatch):
-    monkeypatch.setattr(train_module, "MAX_OOM_BATCHES", 3)
+    monkeypatch.setattr(step_module, "MAX_OOM_BATCHES", 3)
     trainer = Trainer(tiny(corpus, tmp_path, "train.epochs=1"))
     inject(trainer, {s: torch.OutOfMemoryError("CUDA") for s in range(STEPS_PER_EPOCH)})
     with pytest.raises(TrainingDiverged, match="out of GPU memory on 4 batches; lower train.batch"):

@@ -12,10 +12,16 @@ import torch
 from conftest import assert_error, cli
 
 from seq2seq import checkpoint
+from seq2seq.analysis.sentence_map import (
+    parse_probes,
+    project,
+    read_probes,
+    sentence_vectors,
+    separation,
+)
 from seq2seq.data.dataset import Example
 from seq2seq.errors import Seq2SeqError
 from seq2seq.models.ensemble import Ensemble
-from seq2seq.sentence_map import parse_probes, project, read_probes, sentence_vectors, separation
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
 CPU = torch.device("cpu")

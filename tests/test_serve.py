@@ -31,7 +31,7 @@ import uvicorn
 from conftest import MULTI30K, ROOT, assert_error, cli
 
 from seq2seq import checkpoint
-from seq2seq.alignment import attention_maps
+from seq2seq.analysis.attention_maps import attention_maps
 from seq2seq.decode import DecodeSettings
 from seq2seq.errors import Seq2SeqError
 from seq2seq.server.app import build_app

@@ -13,8 +13,10 @@ from conftest import CONFIGS
 
 from seq2seq.config import ConfigError, config_from_dict, config_to_dict, load_config
 from seq2seq.device import pick_precision
-from seq2seq.resume import config_diff
-from seq2seq.train import Trainer, lr_factor, make_optimizer, token_losses
+from seq2seq.training import Trainer
+from seq2seq.training.optim import lr_factor, make_optimizer
+from seq2seq.training.state import config_diff
+from seq2seq.training.step import token_losses
 
 
 def write_corpus(folder, multi30k_dir, counts: dict[str, int]) -> None:
@@ -85,7 +87,7 @@ def test_training_minimises_the_smoothed_loss_and_reports_plain_cross_entropy(
     overrides += ["train.optimizer=sgd", "train.lr=1.0", "train.clip_norm=1e9"]
     overrides += ["train.precision=float32", "model.dropout=0.0", "train.label_smoothing=0.2"]
     trainer = Trainer(load_config(CONFIGS / "tiny.yaml", overrides))
-    pad, model = trainer.tgt_vocab.pad, trainer.model.train()
+    pad, model = trainer.data.tgt_vocab.pad, trainer.model.train()
     batches = trainer._epoch_batches(random.Random(0))[:1]
     batch = trainer._batch(batches[0])
     logits = model(batch.src, batch.src_lengths, batch.tgt, 1.0).flatten(0, 1)
@@ -99,8 +101,8 @@ def test_training_minimises_the_smoothed_loss_and_reports_plain_cross_entropy(
     plain_grads = torch.autograd.grad(plain, params)
     expected = [p - g for p, g in zip(params, smoothed_grads, strict=True)]
 
-    trainer._train_step([(0, batch)], batch.num_target_tokens, epoch_size=1)
-    assert trainer._read_steps() == pytest.approx(plain.item(), rel=1e-6)
+    trainer.updater.update([(0, batch)], batch.num_target_tokens, epoch_size=1)
+    assert trainer.updater.read() == pytest.approx(plain.item(), rel=1e-6)
     for param, value in zip(params, expected, strict=True):
         assert torch.allclose(param, value, atol=1e-6)
     # ... which the plain loss would not have done:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from seq2seq.alignment import AttentionMap, attention_maps, check_attention
+from seq2seq.analysis.attention_maps import AttentionMap, attention_maps, check_attention
 from seq2seq.checkpoint import Checkpoint, load_ensemble
 from seq2seq.decode import DecodeSettings, checked_settings, is_whole
 from seq2seq.device import pick_device

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from seq2seq import checkpoint
 from seq2seq.config import config_to_dict
-from seq2seq.errors import Seq2SeqError
-from seq2seq.resume import config_diff
+from seq2seq.errors import ParameterError, Seq2SeqError
+from seq2seq.training.state import config_diff
 
 # The data settings that decide how text becomes ids, besides the vocabularies themselves.
 TEXT_PREPARATION = ("src_lang", "tgt_lang", "lowercase", "reverse_source")
@@ -21,15 +21,16 @@ TEXT_PREPARATION = ("src_lang", "tgt_lang", "lowercase", "reverse_source")
 def last_epochs(run_dir: str | Path, count: int) -> list[Path]:
     """The run's last `count` epoch-K/ checkpoints, oldest first."""
     if count < 1:
-        raise Seq2SeqError(f"--last must be at least 1 (got {count})")
+        raise ParameterError("last", f"{{parameter}} must be at least 1 (got {count})")
     if not Path(run_dir).is_dir():
         raise Seq2SeqError(f"run directory {run_dir} does not exist; give the run's directory")
     kept = checkpoint.epoch_checkpoints(Path(run_dir))
     if len(kept) < count:
         names = ", ".join(path.name for path in kept) or "none"
-        raise Seq2SeqError(
-            f"{run_dir} holds {len(kept)} epoch checkpoints ({names}), fewer than --last "
-            f"{count}; train with train.keep_checkpoints={count} or more"
+        raise ParameterError(
+            "last",
+            f"{run_dir} holds {len(kept)} epoch checkpoints ({names}), fewer than "
+            f"{{parameter}} {count}; train with train.keep_checkpoints={count} or more",
         )
     return kept[-count:]
 
@@ -73,9 +74,10 @@ def _check_output(output: Path) -> None:
     except (OSError, ValueError):
         meta = None
     if not (isinstance(meta, dict) and "averaged" in meta):
-        raise Seq2SeqError(
-            f"--output {output} already exists and is not an averaged checkpoint; "
-            f"give a new directory"
+        raise ParameterError(
+            "output",
+            f"{{parameter}} {output} already exists and is not an averaged checkpoint; "
+            f"give a new directory",
         )
 
 

@@ -19,3 +19,17 @@ class TrainingInterrupted(Seq2SeqError):
 
 class TrainingDiverged(Seq2SeqError):
     """Training cannot go on: the loss keeps being non-finite, or memory runs out."""
+
+
+class ParameterError(Seq2SeqError):
+    """A bad value of one parameter of a library function. The library names the parameter
+    as written in Python (`last`, `attention_plot`); each face spells it its own way: the
+    command line as an option (`--last`), the Python API as is."""
+
+    def __init__(self, parameter: str, template: str):
+        """`template` holds `{parameter}` where the parameter's name goes."""
+        self.parameter, self.template = parameter, template
+        super().__init__(template.format(parameter=parameter))
+
+    def spelled(self, name: str) -> str:
+        return self.template.format(parameter=name)

@@ -1,6 +1,7 @@
-"""Everything training needs of the data, in one call: the prepared training corpus (mapped,
-prepared first if missing or stale), the validation examples and references, the
-vocabularies and the target tokenizer."""
+"""The data a training run needs, from its config: the prepared training corpus (mapped, and
+prepared first if missing or stale), the numericalized validation examples and their
+references, the vocabularies, and the target tokenizer that turns hypotheses back into text
+for BLEU."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 from seq2seq import distributed
 from seq2seq.config import DataConfig
 from seq2seq.data.batching import Lengths
-from seq2seq.data.dataset import Example, Split, frame, load_split, numericalize
+from seq2seq.data.dataset import Example, frame, load_split, numericalize
 from seq2seq.data.prepare import prepare, prepared_path
 from seq2seq.data.prepared import PreparedCorpus, length_dtype, open_prepared
 from seq2seq.data.sampling import epoch_order
@@ -60,8 +61,8 @@ class TrainCorpus:
 @dataclass(frozen=True)
 class TrainingData:
     train: TrainCorpus
-    valid_split: Split
-    valid_examples: list[Example]
+    valid: list[Example]
+    valid_references: list[str]
     src_vocab: Vocab
     tgt_vocab: Vocab
     tgt_tokenizer: Tokenizer | SentencePieceTokenizer
@@ -73,8 +74,8 @@ def training_data(config: DataConfig) -> TrainingData:
     valid = load_split(config, "valid", vocabs=vocabs)
     return TrainingData(
         train=TrainCorpus(prepared, config),
-        valid_split=valid,
-        valid_examples=numericalize(valid, *vocabs, config),
+        valid=numericalize(valid, *vocabs, config),
+        valid_references=valid.tgt_text,
         src_vocab=vocabs[0],
         tgt_vocab=vocabs[1],
         tgt_tokenizer=tokenizer_for(config, "tgt", vocabs[1]),

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from seq2seq.alignment import attention_maps
+from seq2seq.analysis.attention_maps import attention_maps
 from seq2seq.decode import DecodeSettings
 from seq2seq.server.batcher import Batcher
 from seq2seq.server.registry import ServedModel

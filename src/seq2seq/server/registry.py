@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from seq2seq import checkpoint
-from seq2seq.alignment import attention_refusal
+from seq2seq.analysis.attention_maps import attention_refusal
 from seq2seq.decode import DecodeSettings
 from seq2seq.errors import Seq2SeqError
 from seq2seq.translate import Translator

@@ -28,7 +28,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from seq2seq import checkpoint
 from seq2seq.data.dataset import load_split
 from seq2seq.decode import DecodeSettings
-from seq2seq.errors import Seq2SeqError
+from seq2seq.errors import ParameterError, Seq2SeqError
 from seq2seq.evaluate import evaluate_split
 
 SAMPLES = 1000
@@ -101,9 +101,10 @@ def compare_runs(
         load_split(c.config.data, split, data_dir, vocabs=c.vocabs).tgt_text for c in ckpts
     ]
     if references[0] != references[1]:  # before the slow part: decoding
-        raise Seq2SeqError(
+        raise ParameterError(
+            "data_dir",
             f"{run_a} and {run_b} read different references for split {split!r}; compare "
-            f"runs trained on the same language pair, or give --data-dir"
+            f"runs trained on the same language pair, or give {{parameter}}",
         )
     results = [
         evaluate_split(c, split, device=device, data_dir=data_dir, settings=settings) for c in ckpts

@@ -1,11 +1,13 @@
 """What a run keeps between sessions: the training progress that an exact resume needs, the
 checks before resuming, and which checkpoint is the best.
 
-The Trainer owns the loop; this module owns the state it carries across a stop.
+The loop (loop.py) owns the order of things; this module owns the state it carries across a
+stop.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from dataclasses import asdict, dataclass, field
@@ -14,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seq2seq import checkpoint
+from seq2seq import checkpoint, distributed
 from seq2seq.config import Config, ConfigError, config_to_dict
 from seq2seq.data.vocab import Vocab
 from seq2seq.errors import CheckpointError
+
+log = logging.getLogger(__name__)
 
 # Config keys that may change when a run is resumed. `name` and `output_dir` only say where
 # the run directory is (a moved run resumes); `model.cpu_fast_path` computes the same model;
@@ -52,6 +56,7 @@ class Progress:
     epoch_rng: tuple = ()  # the batch-order RNG's state when the epoch began
     epoch_loss: float = 0.0
     epoch_tokens: int = 0
+    epoch_seconds: float = 0.0  # training time of the epoch so far, over every session
     bad_steps: int = 0
     oom_batches: int = 0
     best: float | None = None  # the best score so far, higher is better (see BestCheckpoint)
@@ -99,7 +104,8 @@ def restore(
     float16's gradient scaler if one is given and one was saved."""
     if "best_epoch" not in state:  # saved before early stopping existed: count from here
         state = {**state, "best_epoch": state.get("epoch")}
-    state = {"world_size": 1, "accumulate": 1, **state}  # saved before data parallelism
+    # Saved before data parallelism, and before epochs kept their time across a resume.
+    state = {"world_size": 1, "accumulate": 1, "epoch_seconds": 0.0, **state}
     try:
         progress = Progress(
             **{
@@ -124,6 +130,36 @@ def restore(
     if state.get("cuda_rng") and torch.cuda.is_available():
         torch.cuda.set_rng_state(torch.tensor(state["cuda_rng"][0], dtype=torch.uint8))
     return progress
+
+
+def resume(
+    config: Config,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch_rng: random.Random,
+    generator: torch.Generator,
+    *,
+    scaler: torch.amp.GradScaler | None,
+    vocabs: tuple[Vocab, Vocab],
+) -> tuple[Progress, int]:
+    """Load `last/` of the run into the model, the optimizer, the random number generators
+    and the scaler, after checking that it continues the same run. Returns the progress and
+    the batches each process accumulates per update from now on."""
+    device = next(model.parameters()).device
+    last = checkpoint.load(config.run_dir / "last", device)
+    check_resumable(last, config, vocabs)
+    model.load_state_dict(last.model.state_dict())
+    saved = checkpoint.load_training_state(last.path, optimizer)
+    progress = restore(saved, batch_rng, generator, last.path, scaler)
+    world_size = distributed.world_size()
+    accumulate, change = accumulation(
+        progress, world_size, config.train.accumulate, last.config.train.accumulate
+    )
+    if change:
+        log.info("%s", change)
+    progress.world_size, progress.accumulate = world_size, accumulate
+    log.info("resumed %s at epoch %d, step %d", config.run_dir, progress.epoch, progress.step)
+    return progress, accumulate
 
 
 def accumulation(
@@ -154,24 +190,6 @@ def accumulation(
 
 def _processes(count: int) -> str:
     return f"{count} process" + ("es" if count != 1 else "")
-
-
-def check_run_dir(config: Config) -> None:
-    """Never train over a finished model by accident; never resume what is not there."""
-    run_dir, last = config.run_dir, config.run_dir / "last"
-    if config.resume:
-        try:
-            checkpoint.resolve(last)  # also finds a save interrupted mid-swap
-        except CheckpointError:
-            raise ConfigError(
-                f"cannot resume: {last} does not exist; start the run without resume=true"
-            ) from None
-        return
-    if run_dir.exists() and any(run_dir.iterdir()) and not config.overwrite:
-        raise ConfigError(
-            f"run directory {run_dir} already holds a run; continue it with "
-            f"resume=true, replace it with overwrite=true, or pick another name=..."
-        )
 
 
 def check_resumable(last: checkpoint.Checkpoint, config: Config, vocabs: tuple[Vocab, Vocab]):

@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 
 from seq2seq import checkpoint
+from seq2seq.analysis.plot import figure_format, new_figure, save_figure
 from seq2seq.data.corpus import read_lines
 from seq2seq.data.dataset import Example, encode_source, encode_target
 from seq2seq.data.tokenizer import tokenizer_for
 from seq2seq.decode import length_batches
 from seq2seq.device import pick_device
 from seq2seq.errors import Seq2SeqError
-from seq2seq.plot import figure_format, new_figure, save_figure
 
 PROBES = "probe_sentences.de"
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
+from seq2seq.analysis.plot import check_figure_output, new_figure, save_figure
 from seq2seq.data.dataset import Example, encode_source, encode_target
 from seq2seq.data.vocab import EOS, SOS
 from seq2seq.decode import length_batches
-from seq2seq.errors import Seq2SeqError
-from seq2seq.plot import check_figure_output, new_figure, save_figure
+from seq2seq.errors import ParameterError, Seq2SeqError
 from seq2seq.search import Scored, max_lengths
 from seq2seq.translate import Translator
 
@@ -175,12 +175,13 @@ def attention_maps(
 
 
 def check_plot(output: str, lines: list[str]) -> None:
-    """Refuse what would stop `--attention-plot` later, before any model loads: a figure name
+    """Refuse what would stop an attention plot later, before any model loads: a figure name
     of an unknown format, a missing matplotlib, other than one sentence."""
     check_figure_output(Path(output))
     if len(lines) != 1:
-        raise Seq2SeqError(
-            f"--attention-plot draws one sentence; give exactly one (got {len(lines)})"
+        raise ParameterError(
+            "attention_plot",
+            f"{{parameter}} draws one sentence; give exactly one (got {len(lines)})",
         )
 
 

@@ -1,0 +1,86 @@
+"""What several commands share: the decoding options, loading the runs, writing lines."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from seq2seq.errors import Seq2SeqError
+
+RUN_HELP = "run directory (uses best/) or a checkpoint directory"
+
+
+def add_run_command(commands, name: str, help: str) -> argparse.ArgumentParser:
+    """A command's parser whose first argument is a run."""
+    parser = commands.add_parser(name, help=help)
+    parser.add_argument("run", help=RUN_HELP)
+    return parser
+
+
+def add_decoding_options(parser: argparse.ArgumentParser, *, ensemble: bool = True) -> None:
+    if ensemble:
+        parser.add_argument(
+            "--ensemble",
+            action="append",
+            default=[],
+            metavar="RUN",
+            help="one more run or checkpoint, decoded as an ensemble with RUN; repeat for more",
+        )
+    parser.add_argument("--beam-size", type=int, default=1, help="1 is greedy (default)")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=0.0,
+        help="GNMT length penalty; 0 (default) ranks by log-probability",
+    )
+    parser.add_argument("--min-length", type=int, default=0, help="no <eos> before N tokens")
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="cap on output tokens (default: 1.5 x source length + 10)",
+    )
+    parser.add_argument("--batch-size", type=int, default=128, help="sentences per batch")
+    add_device_option(parser)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+
+
+def decoding_settings(args):
+    from seq2seq.decode import checked_settings
+
+    names = ("batch_size", "beam_size", "n_best", "alpha", "min_length", "max_length")
+    values = {name: getattr(args, name) for name in names if name != "n_best"}
+    values["n_best"] = getattr(args, "n_best", 1)  # translate's option alone
+    return checked_settings({name: "--" + name.replace("_", "-") for name in names}, **values)
+
+
+def device(args):
+    from seq2seq.device import pick_device
+
+    return pick_device(args.device)
+
+
+def load_runs(args, device):
+    """RUN and its --ensemble members, on `device`."""
+    from seq2seq import checkpoint
+
+    return checkpoint.load_ensemble([args.run, *args.ensemble], device)
+
+
+def emit(lines: list[str], output: str | None) -> None:
+    """The lines to `output`, or to standard output."""
+    if output:
+        write_lines(Path(output), lines)
+    else:
+        sys.stdout.write("".join(line + "\n" for line in lines))
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    try:
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    except OSError as error:
+        raise Seq2SeqError(f"cannot write {path}: {error.strerror}") from None
