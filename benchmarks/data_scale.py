@@ -44,11 +44,22 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=20, help="training steps per run (20)")
     parser.add_argument("--gloo", action="store_true", help="also train with 2 gloo processes")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        metavar="SMALL",
+        help="build each corpus (text and prepared folder) as copies of the SMALL-pair one, "
+        "prepared before, instead of preparing it (see tile)",
+    )
     args = parser.parse_args()
     for size in args.sizes:
         folder = args.workdir / f"corpus-{size}"
-        write_corpus(folder, size)
-        for tokenizer in args.tokenizers:
+        if args.tile:
+            show({"pairs": size, "tiled_from": args.tile, **tile(args.workdir, args.tile, size)})
+            args.tokenizers = [t for t in args.tokenizers if t == "spacy"]
+        else:
+            write_corpus(folder, size)
+        for tokenizer in args.tokenizers if not args.tile else []:
             figures = prepare(folder, args.workdir, tokenizer, args.workers)
             show({"pairs": size, "prepare": tokenizer, **figures})
         if "spacy" in args.tokenizers:
@@ -84,6 +95,70 @@ def write_corpus(folder: Path, size: int) -> None:
         (folder / f"val.{side}").write_text("\n".join(val) + "\n", encoding="utf-8")
 
 
+def tile(workdir: Path, small: int, size: int) -> dict:
+    """The `size`-pair corpus as copies of the `small`-pair one: its text files repeated, and
+    its spaCy-prepared folder repeated where `seq2seq prepare` would write the big one's.
+    Tokenizing is per line, so the ids are those preparation would write, and so is the
+    vocabulary if no token of the small corpus is rare enough to be <unk> (counts all grow
+    alike, so their order holds): `unk_tokens` says how many are."""
+    import numpy as np
+
+    os.environ["SEQ2SEQ_CACHE"] = str(workdir / "cache")
+    from seq2seq.config import load_config
+    from seq2seq.data.prepare import file_digest, prepared_path
+    from seq2seq.data.prepared import MANIFEST, SIDES, open_prepared
+
+    repeats, source, folder = size // small, workdir / f"corpus-{small}", workdir / f"corpus-{size}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("train.de", "train.en"):
+        data = (source / name).read_bytes()
+        with open(folder / name, "wb") as out:
+            for _ in range(repeats):
+                out.write(data)
+    for name in ("val.de", "val.en"):
+        (folder / name).write_bytes((source / name).read_bytes())
+    small_data = load_config(TUTORIAL, data_overrides(source, "spacy")).data
+    corpus = open_prepared(prepared_path(small_data))
+    target = prepared_path(load_config(TUTORIAL, data_overrides(folder, "spacy")).data)
+    target.mkdir(parents=True, exist_ok=True)
+    manifest = corpus.manifest
+    for side in SIDES:
+        facts, prepared = manifest["sides"][side], getattr(corpus, side)
+        for name in (f"{side}.ids", f"{side}.lengths"):
+            data = (corpus.path / name).read_bytes()
+            with open(target / name, "wb") as out:
+                for _ in range(repeats):
+                    out.write(data)
+        lengths = np.tile(prepared.lengths, repeats)
+        offsets = np.zeros(len(lengths), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        offsets.tofile(target / f"{side}.offsets")
+        facts |= {"pairs": facts["pairs"] * repeats, "tokens": facts["tokens"] * repeats}
+        name = f"{side}.vocab.json"
+        (target / name).write_bytes((corpus.path / name).read_bytes())
+    for part in manifest["parts"]:
+        part |= {"lines": part["lines"] * repeats, "pairs": part["pairs"] * repeats}
+    manifest["pairs"] *= repeats
+    manifest["inputs"] = [file_digest(folder / name) for name in ("train.de", "train.en")]
+    manifest["files"] = {p.name: p.stat().st_size for p in sorted(target.iterdir())}
+    (target / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    unk = sum(int((getattr(corpus, side).ids == 0).sum()) for side in SIDES)
+    return {"unk_tokens": unk, **disk_figures(target)}
+
+
+def disk_figures(path: Path) -> dict:
+    manifest = json.loads((path / "manifest.json").read_text())
+    pairs = manifest["pairs"]
+    tokens = sum(side["tokens"] for side in manifest["sides"].values())
+    size = sum(file.stat().st_size for file in path.iterdir())
+    return {
+        "bytes": size,
+        "tokens": tokens,
+        # What is left per token once 16 bytes per pair are set aside for the index.
+        "bytes_per_token_after_16_per_pair": round((size - 16 * pairs) / tokens, 3),
+    }
+
+
 def data_overrides(folder: Path, tokenizer: str) -> list[str]:
     overrides = ["data.corpus=files", f"data.dir={folder}"]
     if tokenizer == "sentencepiece":
@@ -106,17 +181,11 @@ def prepare(folder: Path, workdir: Path, tokenizer: str, workers: int) -> dict:
     if done.returncode:
         sys.exit(done.stderr)
     path = Path(done.stdout.split()[1])
-    manifest = json.loads((path / "manifest.json").read_text())
-    pairs = manifest["pairs"]
-    tokens = sum(side["tokens"] for side in manifest["sides"].values())
-    size = sum(file.stat().st_size for file in path.iterdir())
+    pairs = json.loads((path / "manifest.json").read_text())["pairs"]
     return {
         "seconds": round(seconds, 1),
         "pairs_per_second": round(pairs / seconds),
-        "bytes": size,
-        "tokens": tokens,
-        # What is left per token once 16 bytes per pair are set aside for the index.
-        "bytes_per_token_after_16_per_pair": round((size - 16 * pairs) / tokens, 3),
+        **disk_figures(path),
     }
 
 

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import errno
 import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
-from conftest import CONFIGS, MULTI30K, cli
+from conftest import CONFIGS, MULTI30K, ROOT, cli
 
 from seq2seq.config import DataConfig
 from seq2seq.data import prepare as prepare_module
@@ -210,3 +215,25 @@ def test_the_prepare_command_prepares_once(tmp_path, capsys, caplog):
     assert cli(argv) == 0
     assert capsys.readouterr().out == first
     assert "prepared " not in caplog.text  # found, not prepared again
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_workers_and_leaves_nothing(tmp_path):
+    """SIGINT to `seq2seq prepare` with 2 workers, in the middle: exit 130, no folder."""
+    write(tmp_path / "data", "train", multi30k(20000, "de"), multi30k(20000, "en"))
+    data = config(tmp_path / "data")
+    path = prepared_path(data)
+    argv = [sys.executable, "-m", "seq2seq", "prepare", CONFIGS / "tiny.yaml", "data.corpus=files"]
+    argv += [f"data.dir={tmp_path / 'data'}", "data.num_workers=2", "data.train_limit=null"]
+    argv += ["data.min_freq=1"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path])}
+    process = subprocess.Popen(list(map(str, argv)), env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(path.parent.glob(f".{path.name}.*.tmp/src.ids")):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "seq2seq: interrupted"
+    assert _folders(tmp_path) == []
