@@ -106,7 +106,7 @@ def tile(workdir: Path, small: int, size: int) -> dict:
     os.environ["SEQ2SEQ_CACHE"] = str(workdir / "cache")
     from seq2seq.config import load_config
     from seq2seq.data.prepare import file_digest, prepared_path
-    from seq2seq.data.prepared import MANIFEST, SIDES, open_prepared
+    from seq2seq.data.prepared import MANIFEST, SIDES, offset_dtype, open_prepared
 
     repeats, source, folder = size // small, workdir / f"corpus-{small}", workdir / f"corpus-{size}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,7 @@ def tile(workdir: Path, small: int, size: int) -> dict:
                 for _ in range(repeats):
                     out.write(data)
         lengths = np.tile(prepared.lengths, repeats)
-        offsets = np.zeros(len(lengths), dtype=np.int64)
+        offsets = np.zeros(len(lengths), dtype=offset_dtype(facts["tokens"] * repeats))
         np.cumsum(lengths[:-1], out=offsets[1:])
         offsets.tofile(target / f"{side}.offsets")
         facts |= {"pairs": facts["pairs"] * repeats, "tokens": facts["tokens"] * repeats}

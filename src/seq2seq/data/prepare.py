@@ -40,6 +40,7 @@ from seq2seq.data.prepared import (
     PreparedError,
     id_dtype,
     length_dtype,
+    offset_dtype,
     open_prepared,
     save_vocab,
 )
@@ -311,13 +312,14 @@ class SideWriter:
             self._remap(words.mapping(vocab), id_dtype(len(vocab)))
         lengths = np.concatenate(self.lengths)
         lengths = lengths.astype(length_dtype(int(lengths.max(initial=0))))
-        offsets = np.zeros(len(lengths), dtype=np.int64)
+        tokens = int(lengths.sum(dtype=np.int64))
+        offsets = np.zeros(len(lengths), dtype=offset_dtype(tokens))
         np.cumsum(lengths[:-1], out=offsets[1:])
         lengths.tofile(self.folder / f"{self.side}.lengths")
         offsets.tofile(self.folder / f"{self.side}.offsets")
         return {
             "pairs": len(lengths),
-            "tokens": int(lengths.sum(dtype=np.int64)),
+            "tokens": tokens,
             "id_dtype": str(id_dtype(len(vocab))),
             "length_dtype": str(lengths.dtype),
             "vocab": len(vocab),

@@ -5,7 +5,8 @@ A prepared corpus is a folder:
     manifest.json         format version, settings, inputs (path, size, SHA-256), counts, files
     src.ids, tgt.ids      every pair's token ids, one after another, without <sos>/<eos>:
                           uint16 when the vocabulary fits, else uint32
-    src.offsets, ...      int64: where each pair's ids start
+    src.offsets, ...      where each pair's ids start: uint32 when the ids number fewer than
+                          2**32, else int64
     src.lengths, ...      uint16 or uint32: how many ids each pair has
     src.vocab.json, ...   the vocabulary's tokens in id order (spaCy), or
     src.model, ...        the SentencePiece model whose pieces are the vocabulary
@@ -45,6 +46,10 @@ def id_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
 
 
+def offset_dtype(tokens: int) -> np.dtype:
+    return np.dtype(np.uint32 if tokens < 2**32 else np.int64)
+
+
 def length_dtype(longest: int) -> np.dtype:
     return np.dtype(np.uint16 if longest < 2**16 else np.uint32)
 
@@ -54,7 +59,7 @@ class PreparedSide:
     """One side: ids and offsets mapped from disk, lengths in memory."""
 
     ids: np.memmap  # (tokens,)
-    offsets: np.memmap  # (pairs,) int64
+    offsets: np.memmap  # (pairs,)
     lengths: np.ndarray  # (pairs,)
     vocab: Vocab
 
@@ -113,7 +118,9 @@ def read_manifest(path: Path) -> dict:
 def _open_side(path: Path, side: str, facts: dict) -> PreparedSide:
     pairs, tokens = facts["pairs"], facts["tokens"]
     lengths = np.fromfile(path / f"{side}.lengths", dtype=facts["length_dtype"])
-    offsets = np.memmap(path / f"{side}.offsets", dtype=np.int64, mode="r", shape=(pairs,))
+    offsets = np.memmap(
+        path / f"{side}.offsets", dtype=offset_dtype(tokens), mode="r", shape=(pairs,)
+    )
     # An empty file cannot be mapped; a corpus of empty sides has no ids to read.
     ids = (
         np.memmap(path / f"{side}.ids", dtype=facts["id_dtype"], mode="r", shape=(tokens,))
