@@ -173,14 +173,21 @@ def _build(data: DataConfig, folder: Path) -> None:
         models, words = None, Provisional()
         writers = [SideWriter(folder, side, np.dtype(np.uint32)) for side in SIDES]
     settings = WorkerSettings(
-        data.tokenizer, langs, data.lowercase, data.sp_pretokenize, models, filters.duplicates
+        tokenizer=data.tokenizer,
+        langs=langs,
+        lowercase=data.lowercase,
+        sp_pretokenize=data.sp_pretokenize,
+        sp_models=models,
+        digests=filters.duplicates,
     )
     state, parts = FilterState(filters), []
     for prefix, src_path, tgt_path in inputs:
         remaining = None if data.train_limit is None else data.train_limit - _total(parts)
         if remaining == 0:
             break
-        reader = PartReader(settings, workers, state, writers, words)
+        reader = PartReader(
+            settings=settings, workers=workers, state=state, writers=writers, words=words
+        )
         parts.append(reader.read(prefix, src_path, tgt_path, remaining))
     if _total(parts) == 0:
         raise DataError(
@@ -212,7 +219,15 @@ def _total(parts: list[dict]) -> int:
 class PartReader:
     """Reads one training corpus through the pool into the writers, filtering as it goes."""
 
-    def __init__(self, settings, workers, state, writers, words):
+    def __init__(
+        self,
+        *,
+        settings: WorkerSettings,
+        workers: int,
+        state: FilterState,
+        writers: list[SideWriter],
+        words: Provisional | None,
+    ):
         self.settings, self.workers, self.state = settings, workers, state
         self.writers, self.words = writers, words
 
@@ -343,7 +358,10 @@ def _subword_vocabs(data: DataConfig, inputs, folder: Path, workers: int) -> tup
     training pairs with text on both sides, as `dataset.load_split` trains them, their text
     streamed to files in `folder` first."""
     settings = WorkerSettings(
-        "spacy", (data.src_lang, data.tgt_lang), data.lowercase, data.sp_pretokenize
+        tokenizer="spacy",
+        langs=(data.src_lang, data.tgt_lang),
+        lowercase=data.lowercase,
+        sp_pretokenize=data.sp_pretokenize,
     )
     files = [folder / "subword.src.txt", folder / "subword.tgt.txt"]
     count, limit = 0, data.train_limit

@@ -26,7 +26,7 @@ from seq2seq.data.tokenizer import SentencePieceTokenizer, Tokenizer, sentencepi
 IN_FLIGHT_PER_WORKER = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WorkerSettings:
     """How a worker cuts text: spaCy words, or SentencePiece pieces with these models."""
 
