@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import gzip
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import CONFIGS, MULTI30K, ROOT, cli
 
-from seq2seq.config import DataConfig
+from seq2seq.config import ConfigError, DataConfig, load_config
 from seq2seq.data import prepare as prepare_module
 from seq2seq.data import reading
 from seq2seq.data.dataset import load_split
@@ -237,3 +238,19 @@ def test_ctrl_c_stops_the_workers_and_leaves_nothing(tmp_path):
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == "seq2seq: interrupted"
     assert _folders(tmp_path) == []
+
+
+def test_the_data_keys_of_preparation_are_checked_in_one_line():
+    config = load_config(None, ["data.train=[europarl, news]", "data.train_weights=[1, 3]"])
+    assert config.data.train == ("europarl", "news") and config.data.train_weights == (1.0, 3.0)
+    assert load_config(None, ["data.train=news"]).data.train == "news"
+    for overrides, fragment in [
+        (["data.train=[a, b]", "data.train_weights=[1]"], "has 1 weights for 2 training corpora"),
+        (["data.train_weights=[0]"], "data.train_weights=[0.0] must be positive numbers"),
+        (["data.num_workers=0"], "data.num_workers=0 must be at least 1"),
+        (["data.max_length_ratio=0.5"], "data.max_length_ratio=0.5 must be at least 1"),
+        (["data.train=[]"], "data.train=[] is not a string or a list of strings"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(fragment)) as error:
+            load_config(None, overrides)
+        assert "\n" not in str(error.value)

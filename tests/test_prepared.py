@@ -184,3 +184,16 @@ def test_two_processes_map_one_prepared_copy(tmp_path, isolated_cache):
     assert first == second and first["mapped"] and first["pairs"] == 200
     folders = [p for p in (isolated_cache / "corpora").iterdir() if p.is_dir()]
     assert sum(os.path.realpath(f) in first["ids"] for f in folders) == 1
+
+
+def test_training_draws_weighted_corpora_in_proportion(corpus_dir, tmp_path):
+    write(tmp_path / "data", "small", 40, start=2000)
+    write(tmp_path / "data", "val", 10, start=1000)
+    (tmp_path / "data" / "big.de").symlink_to(corpus_dir / "train.de")
+    (tmp_path / "data" / "big.en").symlink_to(corpus_dir / "train.en")
+    overrides = [f"data.dir={tmp_path / 'data'}", "data.corpus=files", f"output_dir={tmp_path}"]
+    overrides += ["data.train=[big, small]", "data.train_weights=[1, 1]"]
+    trainer = Trainer(load_config(CONFIGS / "tiny.yaml", overrides))
+    assert trainer.data.train.prepared.part_sizes == [300, 40]
+    drawn = np.concatenate(trainer._epoch_batches(random.Random(0)))
+    assert len(drawn) == 340 and int((drawn >= 300).sum()) == 170  # 40 pairs, drawn 170 times
