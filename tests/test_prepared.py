@@ -58,6 +58,7 @@ def test_prepared_training_equals_the_in_memory_path(corpus_dir, tmp_path):
     expected = bucket_batches(examples, size=16, unit="sentences", rng=random.Random(3))
     batches = trainer._epoch_batches(random.Random(3))
     assert [b.tolist() for b in batches] == [b.tolist() for b in expected]
+    assert trainer.data.train.batch_count(16, "sentences") == len(batches)
     old = collate([examples[i] for i in expected[0]], expected[0], 1, 1)
     new = trainer._batch(batches[0])
     assert old.src.equal(new.src) and old.tgt.equal(new.tgt)

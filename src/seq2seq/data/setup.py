@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from random import Random
 
 import numpy as np
 
 from seq2seq import distributed
 from seq2seq.config import DataConfig
-from seq2seq.data.batching import Lengths
+from seq2seq.data.batching import Lengths, bucket_batches
 from seq2seq.data.dataset import Example, frame, load_split, numericalize
 from seq2seq.data.prepare import prepare, prepared_path
 from seq2seq.data.prepared import PreparedCorpus, length_dtype, open_prepared
@@ -53,6 +54,13 @@ class TrainCorpus:
     def target_tokens(self, indices: Sequence[int]) -> int:
         """The target tokens the decoder predicts for these examples (all but <sos>)."""
         return int(self.lengths.tgt[np.asarray(indices)].sum(dtype=np.int64)) - len(indices)
+
+    def batch_count(self, size: int, unit: str) -> int:
+        """An epoch's batches: exact for batches of sentences (each pool of examples gives the
+        same number whatever the shuffle), about that for token batches. Counted on the
+        unshuffled order: shuffling millions of indices takes seconds."""
+        order = np.arange(len(self))
+        return len(bucket_batches(self.lengths, size=size, unit=unit, rng=Random(0), order=order))
 
     def epoch_order(self, rng) -> np.ndarray:
         return epoch_order(self.prepared.part_sizes, self.config.train_weights, rng)

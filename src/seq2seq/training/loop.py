@@ -113,7 +113,8 @@ class Trainer:
         distributed.barrier()  # every process has checked the run directory before it changes
         if distributed.is_main():
             rundir.prepare(self.config)
-        batches = len(self._epoch_batches(random.Random(0)))
+        train = self.config.train
+        batches = self.data.train.batch_count(train.batch_size, train.batch_unit)
         log.info(
             "%s",
             start_line(
