@@ -7,10 +7,13 @@ Builds synthetic corpora of N pairs from Multi30k's training lines, each line's 
 - the prepared corpus's bytes on disk, per token and per pair;
 - `seq2seq train configs/tutorial.yaml` for a few steps: the seconds from the command's start
   to the first training step, and the process's peak RSS (the kernel's high-water mark);
-- with --gloo, the same with 2 gloo processes (torchrun's variables set by hand): each one's
+- the same with 2 gloo processes (torchrun's variables set by hand): each one's
   peak RSS.
 
-    python benchmarks/data_scale.py --sizes 30000 300000 --workdir /tmp/data-scale
+    python benchmarks/data_scale.py --sizes 30000 300000 --steps 3 --processes 1 2 \
+        --workdir /tmp/data-scale
+    python benchmarks/data_scale.py --sizes 3000000 --tile 300000 --steps 3 --processes 1 2 \
+        --workdir /tmp/data-scale
 
 Validation uses Multi30k's first 100 validation pairs, to keep the runs short; it is the same
 for every N. Every process runs with 2 threads (`train.num_threads=2`).
@@ -23,6 +26,7 @@ import gzip
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import time
@@ -43,7 +47,13 @@ def main() -> None:
         "--tokenizers", nargs="+", default=["spacy", "sentencepiece"], help="to prepare with"
     )
     parser.add_argument("--steps", type=int, default=20, help="training steps per run (20)")
-    parser.add_argument("--gloo", action="store_true", help="also train with 2 gloo processes")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="train with 1 process, with 2 gloo processes, or both (the default)",
+    )
     parser.add_argument(
         "--tile",
         type=int,
@@ -63,7 +73,7 @@ def main() -> None:
             figures = prepare(folder, args.workdir, tokenizer, args.workers)
             show({"pairs": size, "prepare": tokenizer, **figures})
         if "spacy" in args.tokenizers:
-            for processes in (1, 2) if args.gloo else (1,):
+            for processes in args.processes:
                 figures = train(folder, args.workdir, size, args.steps, processes=processes)
                 show({"pairs": size, "train": f"{processes} process(es)", **figures})
 
@@ -109,6 +119,9 @@ def tile(workdir: Path, small: int, size: int) -> dict:
     from seq2seq.data.prepared import MANIFEST, SIDES, offset_dtype, open_prepared
 
     repeats, source, folder = size // small, workdir / f"corpus-{small}", workdir / f"corpus-{size}"
+    big_data = load_config(TUTORIAL, data_overrides(folder, "spacy")).data
+    if (folder / "train.en").is_file() and prepared_path(big_data).is_dir():  # tiled before
+        return disk_figures(prepared_path(big_data))
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("train.de", "train.en"):
         data = (source / name).read_bytes()
@@ -119,7 +132,7 @@ def tile(workdir: Path, small: int, size: int) -> dict:
         (folder / name).write_bytes((source / name).read_bytes())
     small_data = load_config(TUTORIAL, data_overrides(source, "spacy")).data
     corpus = open_prepared(prepared_path(small_data))
-    target = prepared_path(load_config(TUTORIAL, data_overrides(folder, "spacy")).data)
+    target = prepared_path(big_data)
     target.mkdir(parents=True, exist_ok=True)
     manifest = corpus.manifest
     for side in SIDES:
@@ -196,7 +209,7 @@ def train(folder: Path, workdir: Path, size: int, steps: int, processes: int) ->
     argv = [str(TUTORIAL), *data_overrides(folder, "spacy"), f"output_dir={output}"]
     argv += [f"train.epochs={epochs:.8f}", "train.num_threads=2", "overwrite=true"]
     argv += ["train.precision=float32"]
-    port = str(29500 + size % 1000 + processes)
+    port = str(free_port())
     children = []
     started = time.time()
     for rank in range(processes):
@@ -219,6 +232,12 @@ def train(folder: Path, workdir: Path, size: int, steps: int, processes: int) ->
         peak = usage.ru_maxrss / 1024  # KB on Linux
         figures.append({"peak_rss_mb": round(peak), "first_step_s": round(first - started, 1)})
     return {"processes": figures}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def first_step_driver(argv: list[str]) -> None:
