@@ -1,22 +1,43 @@
 """Decoding speed on Multi30k test2016: batched greedy and beam search against the tutorial's
-one-sentence-at-a-time greedy loop, on the same model, in the same process.
+one-sentence-at-a-time greedy loop, on the same model, in the same process; or, with
+--engines, the engines a run can be decoded with, side by side.
 
     python benchmarks/decode_speed.py runs/tutorial --repeats 3
 
 Prints sentences per second (median of --repeats runs) and the ratio to the tutorial loop.
+
+    python benchmarks/decode_speed.py runs/transformer --engines --threads 2 --sentences 1000
+
+Decodes the first --sentences of the split greedily and with beam 5 on every engine the run
+has: our PyTorch float32 and, for a Transformer, its CTranslate2 exports in float32 and int8
+(exported here, into a scratch folder), or, for a recurrent model, PyTorch's dynamic int8
+(`--quantize int8`). Each (engine, beam) runs in a process of its own, so that its peak
+resident memory is its own. Prints sentences/s, output tokens/s, peak RSS (and its growth
+over the process before the model loaded), BLEU, and how many outputs equal PyTorch
+float32's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from seq2seq import checkpoint
 from seq2seq.data.dataset import load_split, numericalize
+from seq2seq.data.tokenizer import tokenizer_for
 from seq2seq.decode import DecodeSettings, decode_examples
+from seq2seq.evaluate import sacrebleu_scores
+from seq2seq.export.manifest import is_export
 
 
 @torch.inference_mode()
@@ -53,7 +74,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline-repeats", type=int, default=1)
     parser.add_argument("--beams", type=int, nargs="+", default=[5, 12])
+    parser.add_argument("--engines", action="store_true", help="compare the run's engines")
+    parser.add_argument("--threads", type=int, default=2, help="with --engines: CPU threads")
+    parser.add_argument("--sentences", type=int, default=1000, help="with --engines")
+    parser.add_argument(
+        "--measure", nargs=3, metavar=("QUANTIZE", "BEAM", "OUT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if args.measure:
+        quantize, beam, out = args.measure
+        return measure(args.run, quantize, int(beam), Path(out), args)
+    if args.engines:
+        return compare_engines(args)
 
     ckpt = checkpoint.load(args.run)
     model = ckpt.model.eval()
@@ -85,6 +117,92 @@ def main() -> None:
         )
         name = "batched greedy" if beam == 1 else f"batched beam {beam}"
         print(f"{name:40} {n / seconds:8.1f} sent/s {baseline / seconds:6.1f}x")
+
+
+# CTranslate2 multiplies float32 matrices with oneDNN on CPUs that are not Intel's, unpacked,
+# and with MKL, packed, on Intel's. On the AMD EPYC these figures come from, oneDNN's float32
+# took 36 s where MKL's took 0.34 s (40 sentences, greedy); int8 was fastest on oneDNN (0.55 s
+# against 1.6 s). Each CTranslate2 engine runs on its fastest backend here.
+CT2_BACKENDS = {"float32": {"CT2_USE_MKL": "1"}, "int8": {}}
+
+
+def engines(run: str, scratch: Path) -> dict[str, tuple[str, str, dict]]:
+    """Engine name -> (model directory, --quantize, environment) for the run's model type."""
+    from seq2seq.export.convert import export_run
+
+    found = {"PyTorch float32": (run, "none", {})}
+    if checkpoint.load(run).config.model.type != "transformer":
+        found["PyTorch dynamic int8"] = (run, "int8", {})
+        return found
+    for quantization, environment in CT2_BACKENDS.items():
+        export = export_run(run, scratch / quantization, quantization=quantization)
+        found[f"CTranslate2 {quantization}"] = (str(export), "none", environment)
+    return found
+
+
+def compare_engines(args) -> None:
+    print(
+        f"{args.sentences} sentences of {args.split}, {args.threads} threads, batches of 128, "
+        f"torch {torch.__version__}; each row one process, one timed run",
+        flush=True,
+    )
+    header = f"{'engine':<22} {'beam':>4} {'sent/s':>7} {'tok/s':>7} {'RSS MB':>7}"
+    print(f"{header} {'(+model)':>8} {'BLEU':>6} {'= PyTorch':>9}")
+    with tempfile.TemporaryDirectory() as scratch:
+        models = engines(args.run, Path(scratch))
+        for beam in (1, 5):
+            reference = None
+            for name, (path, quantize, environment) in models.items():
+                out = Path(scratch) / f"{name}-{beam}.json"
+                argv = [sys.executable, __file__, path, "--split", args.split]
+                argv += ["--threads", str(args.threads), "--sentences", str(args.sentences)]
+                subprocess.run(
+                    [*argv, "--measure", quantize, str(beam), str(out)],
+                    check=True,
+                    env={**os.environ, **environment},
+                )
+                result = json.loads(out.read_text())
+                reference = reference or result["translations"]
+                same = sum(a == b for a, b in zip(reference, result["translations"], strict=True))
+                print(
+                    f"{name:<22} {beam:>4} {result['sentences_per_s']:>7.1f} "
+                    f"{result['tokens_per_s']:>7.0f} {result['peak_rss_mb']:>7.0f} "
+                    f"{result['model_rss_mb']:>8.0f} {result['bleu']:>6.2f} "
+                    f"{100 * same / len(reference):>8.1f}%",
+                    flush=True,
+                )
+
+
+def measure(run: str, quantize: str, beam: int, out: Path, args) -> None:
+    """One engine at one beam size, in this process: the figures, as JSON, to `out`."""
+    torch.set_num_threads(args.threads)
+    # The text first, from the config and vocabularies alone, so that the growth of the peak
+    # RSS after it is the model's and its decoding's.
+    directory = Path(run) if is_export(run) else checkpoint.resolve(run)
+    data = checkpoint.read_config(directory).data
+    split = load_split(data, args.split, vocabs=checkpoint.read_vocabs(directory, data))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ckpt = checkpoint.load_ensemble([run], quantize=quantize)
+    examples = numericalize(split, ckpt.src_vocab, ckpt.tgt_vocab, data)[: args.sentences]
+    references = split.tgt_text[: args.sentences]
+    vocab, tokenizer = ckpt.tgt_vocab, tokenizer_for(data, "tgt", ckpt.tgt_vocab)
+    settings = DecodeSettings(batch_size=128, beam_size=beam)
+    options = {"sos": vocab.sos, "eos": vocab.eos, "pad": vocab.pad, "device": torch.device("cpu")}
+    decode_examples(ckpt.model, examples[:16], settings=settings, **options)  # warm up
+    started = time.perf_counter()
+    found = decode_examples(ckpt.model, examples, settings=settings, **options)
+    seconds = time.perf_counter() - started
+    translations = [tokenizer.detokenize(vocab.decode(h[0].tokens)) for h in found]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = {
+        "sentences_per_s": len(examples) / seconds,
+        "tokens_per_s": sum(len(h[0].tokens) for h in found) / seconds,
+        "peak_rss_mb": peak,
+        "model_rss_mb": peak - before,
+        "bleu": sacrebleu_scores(translations, references, lowercase=tokenizer.lowercase)["bleu"],
+        "translations": translations,
+    }
+    out.write_text(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -4,18 +4,44 @@ concurrent clients, batched against the same requests served one at a time witho
 
     python benchmarks/serve_speed.py tests/data/golden --sentences 256 --beam-size 5 --repeats 3
 
+RUN may be a CTranslate2 export (`seq2seq export`), served as a run is.
+
 Each server is a real `seq2seq serve` process; each client sends one test2016 sentence per
 request and the next as soon as it is answered, over a kept-alive connection. The clients
 speak HTTP over plain asyncio streams: httpx's client spent more CPU per request than the
 server on a 2-core machine, so the figures would have measured the client.
+
+With --load, the server under abuse instead, each scenario for --seconds (30) against one
+server with the default options, on 127.0.0.1:
+
+    python benchmarks/serve_speed.py tests/data/golden --load clients idle burst sigterm
+
+- clients: 64 clients, one sentence a request: sentences/s, p50 and p99 latency, errors;
+- idle: the same with 200 more connections held open and idle (reopened whenever the server
+  closes them): the 64 clients' figures should not change;
+- burst: 64 clients sending 16 sentences a request, 4x the queue bound (--max-queue-sentences
+  256), each client waiting the Retry-After of a 503 before its next request: how many got
+  503, that every request got an answer, and the server's memory (RSS)
+  at start, before (3 s after a first 5 s burst), at its peak and 3 s after;
+- sigterm: 64 clients, SIGTERM after half the time: every request in flight answered, the exit
+  status, and the seconds from the signal to the exit.
+
+- long-maps: 16 requests one after another, each one 1,000-character line with its attention
+  map (a model with attention): their statuses, the largest answer, and the server's memory.
+
+--attention asks for the attention maps in every request (a model with attention).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
+import dataclasses
 import gzip
 import json
+import math
 import os
 import re
 import signal
@@ -26,6 +52,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+JSON = "Content-Type: application/json\r\n"
 MULTI30K = Path(os.environ.get("SEQ2SEQ_TEST_DATA", ROOT.parent / "shared" / "data" / "multi30k"))
 
 
@@ -50,7 +77,9 @@ async def clients(url: str, sentences: list[str], count: int, beam_size: int):
         reader, writer = await asyncio.open_connection(host, int(port))
         while waiting:
             body = json.dumps({"text": [waiting.pop()], "beam_size": beam_size}).encode()
-            head = f"POST /translate HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n"
+            head = (
+                f"POST /translate HTTP/1.1\r\nHost: {host}\r\n{JSON}Content-Length: {len(body)}\r\n"
+            )
             sent = time.perf_counter()
             writer.write(head.encode() + b"\r\n" + body)
             answer = await reader.readuntil(b"\r\n\r\n")
@@ -70,6 +99,184 @@ def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
 
 
+@dataclasses.dataclass
+class Tally:
+    statuses: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    latencies: list[float] = dataclasses.field(default_factory=list)
+    sentences: int = 0
+    unanswered: int = 0  # requests the server had (sent before any SIGTERM) but never answered
+    signalled: float = math.inf  # when SIGTERM was sent
+    reconnects: int = 0  # idle connections the server closed
+
+
+async def exchange(reader, writer, host: str, body: bytes) -> tuple[bytes, bool, float, int]:
+    """One request on a kept-alive connection: the status code, whether the server will close
+    the connection after it, its Retry-After (0 without), and the answer's length."""
+    head = f"POST /translate HTTP/1.1\r\nHost: {host}\r\n{JSON}Content-Length: {len(body)}\r\n"
+    writer.write(head.encode() + b"\r\n" + body)
+    answer = await reader.readuntil(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: (\d+)", answer)[1])
+    await reader.readexactly(length)
+    retry = re.search(rb"(?i)retry-after: (\d+)", answer)
+    closing = re.search(rb"(?i)connection: close", answer) is not None
+    return answer.split(b" ", 2)[1], closing, float(retry[1]) if retry else 0.0, length
+
+
+async def load_client(url, sentences, per_request, attention, tally: Tally, running) -> None:
+    """Sends requests until `running()` is false; reconnects when the server closes."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    connection = None
+    while running():
+        if connection is None:
+            try:
+                connection = await asyncio.open_connection(host, int(port))
+            except OSError:  # the server stopped listening (sigterm)
+                return
+        text = [sentences[(tally.sentences + i) % len(sentences)] for i in range(per_request)]
+        body = json.dumps({"text": text, "beam_size": 5, "attention": attention}).encode()
+        sent = time.perf_counter()
+        try:
+            status, closing, retry_after, _ = await exchange(*connection, host, body)
+        except (OSError, asyncio.IncompleteReadError):
+            tally.unanswered += sent < tally.signalled
+            connection = None
+            continue
+        tally.statuses[status.decode()] += 1
+        if status == b"200":  # latencies and throughput: of translations, not of refusals
+            tally.latencies.append(time.perf_counter() - sent)
+            tally.sentences += per_request
+        if status == b"503" and retry_after:  # as a well-behaved client does
+            await asyncio.sleep(retry_after)
+            closing = True  # the server may have closed it meanwhile (--keep-alive-s)
+        if closing:
+            connection[1].close()
+            connection = None
+    if connection:
+        connection[1].close()
+
+
+async def idle_connection(url: str, tally: Tally, running) -> None:
+    """Opens a connection and sends nothing; opens another when the server closes it."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    while running():
+        reader, writer = await asyncio.open_connection(host, int(port))
+        with contextlib.suppress(OSError):
+            while running() and not reader.at_eof():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(reader.read(1), 0.5)
+        tally.reconnects += running()
+        writer.close()
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) / 1024
+
+
+def clock(seconds: float):
+    stop_at = time.perf_counter() + seconds
+    return lambda: time.perf_counter() < stop_at
+
+
+async def scenario(name, process, url, sentences, seconds, attention) -> dict:
+    """Runs one scenario against a warm server; its figures."""
+    per_request = 16 if name == "burst" else 1
+    shape = (url, sentences, per_request, attention)
+    figures: dict = {}
+    if name == "burst":
+        figures["rss_start_mb"] = rss_mb(process.pid)
+        # The first burst builds what the server keeps for good (tokenizer caches, the
+        # allocator's arenas); the baseline is after it.
+        warm, warming = Tally(), clock(5)
+        await asyncio.gather(*(load_client(*shape, warm, warming) for _ in range(64)))
+        await asyncio.sleep(3)
+        figures["rss_before_mb"] = rss_mb(process.pid)
+    tally, idle, started, running = Tally(), Tally(), time.perf_counter(), clock(seconds)
+    work = [load_client(*shape, tally, running) for _ in range(64)]
+    if name == "idle":
+        work += [idle_connection(url, idle, running) for _ in range(200)]
+    if name == "burst":
+        work.append(watch_memory(process.pid, figures, running))
+    if name == "sigterm":
+        work.append(terminate(process, seconds / 2, figures, tally))
+    await asyncio.gather(*work)
+    elapsed = time.perf_counter() - started
+    if name == "burst":
+        await asyncio.sleep(3)
+        figures["rss_after_mb"] = rss_mb(process.pid)
+    figures.update(
+        seconds=round(elapsed, 1),
+        sentences_per_s=round(tally.sentences / elapsed, 1),
+        p50_ms=round(1000 * percentile(tally.latencies, 0.5), 1),
+        p99_ms=round(1000 * percentile(tally.latencies, 0.99), 1),
+        statuses=dict(tally.statuses),
+        unanswered=tally.unanswered,
+    )
+    if name == "idle":
+        figures["idle_connections_closed_by_server"] = idle.reconnects
+    return figures
+
+
+async def watch_memory(pid: int, figures: dict, running) -> None:
+    figures["rss_peak_mb"] = 0.0
+    while running():
+        figures["rss_peak_mb"] = max(figures["rss_peak_mb"], rss_mb(pid))
+        await asyncio.sleep(0.1)
+
+
+async def terminate(process, after: float, figures: dict, tally: Tally) -> None:
+    await asyncio.sleep(after)
+    tally.signalled = signalled = time.perf_counter()
+    process.send_signal(signal.SIGTERM)
+    figures["exit_status"] = await asyncio.get_running_loop().run_in_executor(
+        None, process.wait, 60
+    )
+    figures["seconds_to_exit"] = round(time.perf_counter() - signalled, 2)
+
+
+async def long_maps(process, url: str, sentences: list[str]) -> dict:
+    """16 requests one after another, each one 1,000-character line with its attention map:
+    their statuses, the largest answer, and the server's memory."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    line = " ".join(sentences)[:1000]
+    body = json.dumps({"text": [line], "attention": True}).encode()
+    figures = {"rss_before_mb": rss_mb(process.pid)}
+    statuses, largest = collections.Counter(), 0
+    watcher = asyncio.ensure_future(watch_memory(process.pid, figures, lambda: True))
+    for _ in range(16):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        status, _, _, length = await exchange(reader, writer, host, body)
+        statuses[status.decode()] += 1
+        largest = max(largest, length)
+        writer.close()
+    await asyncio.sleep(3)
+    watcher.cancel()
+    figures.update(
+        rss_after_mb=rss_mb(process.pid), statuses=dict(statuses), largest_answer_bytes=largest
+    )
+    return figures
+
+
+async def load(args, sentences: list[str]) -> None:
+    common = ["--device", args.device, "--num-threads", args.num_threads]
+    maps = ", attention maps" if args.attention else ""
+    print(f"each scenario {args.seconds} s, test2016 sentences, beam 5{maps}, default options")
+    shape = (args.seconds, args.attention)
+    for name in args.load:
+        process, url = start(args.run, common)
+        try:
+            await clients(url, sentences[:16], 4, 5)  # warm up
+            if name == "long-maps":
+                figures = await long_maps(process, url, sentences)
+            else:
+                figures = await scenario(name, process, url, sentences, *shape)
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+        print(json.dumps({"scenario": name, **figures}))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", default=str(ROOT / "tests" / "data" / "golden"))
@@ -80,14 +287,29 @@ async def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num-threads", default="1", help="PyTorch threads of each server")
     parser.add_argument("--batched", default="--max-batch-sentences 64 --max-wait-ms 5")
+    parser.add_argument(
+        "--load", nargs="+", choices=["clients", "idle", "burst", "sigterm", "long-maps"]
+    )
+    parser.add_argument("--seconds", type=float, default=30, help="of each --load scenario")
+    parser.add_argument("--attention", action="store_true", help="--load: ask for the maps")
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=["one at a time", "batched"],
+        choices=["one at a time", "batched"],
+        help="which servers to measure (both)",
+    )
     args = parser.parse_args()
 
     with gzip.open(MULTI30K / "test_2016_flickr.de.gz", "rt", encoding="utf-8") as handle:
         sentences = handle.read().splitlines()[: args.sentences]
+    if args.load:
+        return await load(args, sentences)
     servers = {
         "one at a time": ["--max-batch-sentences", "1", "--max-wait-ms", "0"],
         "batched": args.batched.split(),
     }
+    servers = {name: servers[name] for name in args.servers}
     print(
         f"{len(sentences)} test2016 sentences, one per request, beam {args.beam_size}; "
         f"sent/s: median of {args.repeats} runs, latency: over all of them"

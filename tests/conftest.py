@@ -105,3 +105,105 @@ def transformer_run(tmp_path_factory) -> Path:
     shrunk += ["train.batch_size=64", "train.lr_schedule=constant", "train.lr=0.003"]
     shrunk += SHORT_VALIDATION
     return train_briefly(tmp_path_factory, "transformer.yaml", *shrunk, pairs=300)
+
+
+# The tiny training recipe's corpus and runs, shared by every test file that trains it.
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    from helpers import write_split
+
+    if not (MULTI30K / "train.de.gz").is_file():
+        pytest.fail(f"shared Multi30k data not found at {MULTI30K}; set SEQ2SEQ_TEST_DATA")
+    folder = tmp_path_factory.mktemp("corpus")
+    write_split(folder, "train", 0, 640)
+    write_split(folder, "val", 0, 100)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def straight(corpus, tmp_path_factory) -> Path:
+    """Two epochs without a stop: what every stopped and resumed run must reproduce."""
+    from helpers import tiny, train
+
+    with isolated(tmp_path_factory.getbasetemp() / "cache"):
+        return train(tiny(corpus, tmp_path_factory.mktemp("straight"), "train.epochs=2"))
+
+
+@pytest.fixture(scope="session")
+def one_epoch(corpus, tmp_path_factory) -> Path:
+    """The same recipe stopped after one epoch; tests only read it."""
+    from helpers import tiny, train
+
+    with isolated(tmp_path_factory.getbasetemp() / "cache"):
+        return train(tiny(corpus, tmp_path_factory.mktemp("one_epoch"), "train.epochs=1"))
+
+
+# Serving: a real server in a thread of the test process (test_serve*.py).
+
+
+@contextlib.contextmanager
+def serving(models: dict, settings, host: str = "127.0.0.1"):
+    """A real `seq2seq serve` server (uvicorn, the timed protocol, the graceful shutdown) on a
+    free port; yields (base URL, the server)."""
+    import threading
+    import time
+
+    from seq2seq.server.app import build_app
+    from seq2seq.server.run import GracefulServer, bind, uvicorn_config
+
+    sock = bind(host, 0)
+    server = GracefulServer(uvicorn_config(build_app(models, settings, host), settings))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    address = f"[{host}]" if ":" in host else host
+    try:
+        yield f"http://{address}:{sock.getsockname()[1]}", server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+        sock.close()
+
+
+class FakeTranslator:
+    """Stands in for a Translator in the server: sleeps (as a long decode would, in the
+    worker thread), waits for `gate` to open, or fails, and records the lines it decoded."""
+
+    settings = None
+
+    def __init__(self, seconds: float = 0.0, error: Exception | None = None, gate=None):
+        self.seconds, self.error, self.gate = seconds, error, gate
+        self.decoded: list[str] = []
+        self.ckpt = _FakeCheckpoint()
+        self.src_tokenizer = _FakeTokenizer()
+
+    def nbest(self, lines):
+        import time
+
+        time.sleep(self.seconds)
+        if self.gate is not None:
+            assert self.gate.wait(timeout=30), "the test never opened the gate"
+        if self.error:
+            raise self.error
+        self.decoded += lines
+        return [[(f"<{line}>", _FakeHypothesis())] for line in lines]
+
+
+class _FakeTokenizer:
+    def tokenize_many(self, lines):
+        return [line.split() for line in lines]
+
+
+class _FakeHypothesis:
+    tokens = [4, 5]
+
+
+class _FakeCheckpoint:
+    class config:  # noqa: N801
+        class data:  # noqa: N801
+            max_length = 5

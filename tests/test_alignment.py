@@ -50,7 +50,8 @@ def watched_greedy(model, src, lengths, steps: int, layer=None, head=None):
 def test_forced_decoding_gives_the_attention_search_saw(kind):
     model = make(kind)
     src, lengths = padded(sentences(6, seed=21), extra=2)
-    found = greedy_search(model, src, lengths, sos=SOS, eos=EOS, max_length=lengths + 5).tokens
+    found = greedy_search(model, src, lengths, sos=SOS, eos=EOS, max_length=lengths + 5)
+    found = [h.tokens for (h,) in found]
     outputs, seen = watched_greedy(model, src, lengths, steps=int(lengths.max()) + 5)
     maps = forced_attention(model, src, lengths, found, sos=SOS)
     for i, (tokens, weights) in enumerate(zip(found, maps, strict=True)):
@@ -146,6 +147,7 @@ def test_maps_label_rows_and_columns_and_show_a_reversed_source_as_written(atten
         assert found.source_tokens == ["<sos>", *words, "<eos>"]
         output = [ckpt.tgt_vocab.itos[i] for i in hypothesis.tokens]
         ended = len(output) < int(settings.max_length_a * len(words)) + settings.max_length_b
+        assert hypothesis.ended == ended  # the map reads it; here it is worked out
         assert found.target_tokens == output + ["<eos>"] * ended
         weights = torch.tensor(found.weights)
         assert weights.shape == (len(found.target_tokens), len(found.source_tokens))
@@ -266,10 +268,9 @@ def test_an_empty_sentence_and_a_failed_write_leave_the_old_figure(
 
 
 def readme_attention_example() -> str:
-    """The Python API section's code block that reads an attention map."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    """The code block of docs/api.md that reads an attention map."""
+    page = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", page, re.DOTALL)
     return next(block for block in blocks if ".attention(" in block)
 
 

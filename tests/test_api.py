@@ -1,5 +1,6 @@
-"""The Python API: the README's example runs; results are the command line's (the golden
-checkpoint's committed outputs); mistakes raise the command line's one-line errors."""
+"""The Python API: the examples of docs/api.md and the README run; results are the command
+line's (the golden checkpoint's committed outputs); mistakes raise the command line's one-line
+errors."""
 
 from __future__ import annotations
 
@@ -26,15 +27,22 @@ def lines(name: str) -> list[str]:
     return (DATA / name).read_text(encoding="utf-8").splitlines()
 
 
-def readme_example() -> str:
-    """The first Python code block of the README's "Python API" section."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
-    return re.search(r"```python\n(.*?)```", section, re.DOTALL)[1]
+def first_python_block(page: str) -> str:
+    text = (ROOT / page).read_text(encoding="utf-8")
+    return re.search(r"```python\n(.*?)```", text, re.DOTALL)[1]
 
 
-def test_the_readme_example_runs_and_gives_the_command_line_s_results(capsys):
-    code = readme_example()
+def test_the_readme_example_runs_and_gives_the_command_line_s_translation(capsys):
+    code = first_python_block("README.md")
+    assert 'seq2seq.load("runs/tutorial")' in code
+    exec(code.replace('"runs/tutorial"', repr(str(GOLDEN))), {})
+    printed = capsys.readouterr().out
+    assert cli(["translate", GOLDEN, "Ein Hund rennt.", "--beam-size", "5"]) == 0
+    assert printed == capsys.readouterr().out
+
+
+def test_the_api_page_example_runs_and_gives_the_command_line_s_results(capsys):
+    code = first_python_block("docs/api.md")
     assert 'seq2seq.load("runs/tutorial")' in code
     namespace: dict = {}
     exec(code.replace('"runs/tutorial"', repr(str(GOLDEN))), namespace)

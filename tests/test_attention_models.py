@@ -94,10 +94,12 @@ def test_cached_transformer_decoding_equals_recomputing_the_prefix():
         assert torch.allclose(mine, theirs, atol=1e-5)
         tokens = mine.argmax(-1)
     limits = lengths + 5
-    assert (
-        greedy_search(model, src, lengths, sos=SOS, eos=EOS, max_length=limits).tokens
-        == greedy_search(reference, src, lengths, sos=SOS, eos=EOS, max_length=limits).tokens
-    )
+    assert [
+        h.tokens for (h,) in greedy_search(model, src, lengths, sos=SOS, eos=EOS, max_length=limits)
+    ] == [
+        h.tokens
+        for (h,) in greedy_search(reference, src, lengths, sos=SOS, eos=EOS, max_length=limits)
+    ]
     beams = [
         beam_search(m, src, lengths, sos=SOS, eos=EOS, beam_size=4, max_length=limits, n_best=4)
         for m in (model, reference)

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import assert_error, cli, isolated
-from test_checkpoint import CONFIG, SRC, TGT, make_model, save
-from test_reliability import corpus, tiny, train  # noqa: F401 (corpus is a fixture)
+from helpers import CONFIG, SRC, TGT, make_model, save, tiny, train
 
 from seq2seq import checkpoint
 from seq2seq.average import average_checkpoints

@@ -14,27 +14,34 @@ from toy_models import EOS, PAD, SOS, TGT_VOCAB, padded, random_model, sentences
 
 from seq2seq.data.dataset import Example
 from seq2seq.decode import DecodeSettings, decode_examples, score_examples
-from seq2seq.search import Scored, beam_search, greedy_search, length_penalty
+from seq2seq.search import Hypothesis, beam_search, greedy_search, length_penalty
 
 CPU = torch.device("cpu")
 
 
-def beam(model, rows, limits, **options) -> list[list[Scored]]:
+def beam(model, rows, limits, **options) -> list[list[Hypothesis]]:
     return beam_search(
         model, *padded(rows), sos=SOS, eos=EOS, max_length=torch.tensor(limits), **options
     )
 
 
-def assert_well_formed(nbest: list[list[Scored]], limits: list[int]) -> None:
+def assert_well_formed(nbest: list[list[Hypothesis]], limits: list[int]) -> None:
     for hypotheses, limit in zip(nbest, limits, strict=True):
         for h in hypotheses:
             assert EOS not in h.tokens and SOS not in h.tokens, h
-            assert len(h.tokens) <= limit, (h, limit)
+            # <eos> at step s leaves s - 1 tokens: only a hypothesis cut at its limit has limit.
+            assert len(h.tokens) < limit if h.ended else len(h.tokens) == limit, (h, limit)
 
 
-def ended(h: Scored, limit: int) -> bool:
-    """<eos> at step s leaves s - 1 tokens, so only a hypothesis cut at its limit has limit."""
-    return len(h.tokens) < limit
+def assert_equal_hypotheses(found: list[list[Hypothesis]], expected: list[list[Hypothesis]]):
+    """The same tokens and endings, and log-probabilities and scores up to rounding."""
+    assert [[(h.tokens, h.ended) for h in hs] for hs in found] == [
+        [(h.tokens, h.ended) for h in hs] for hs in expected
+    ]
+    for hypotheses, references in zip(found, expected, strict=True):
+        for h, reference in zip(hypotheses, references, strict=True):
+            assert h.log_prob == pytest.approx(reference.log_prob, abs=1e-5)
+            assert h.score == pytest.approx(reference.score, abs=1e-5)
 
 
 # A stand-in model whose next-token distributions are set by hand, per prefix.
@@ -123,15 +130,15 @@ RUNS_LONG = {
 }
 
 
-def scripted(tree, limit: int = 10, **options) -> list[Scored]:
+def scripted(tree, limit: int = 10, **options) -> list[Hypothesis]:
     return beam(TreeModel([tree]), [[0]], [limit], **options)[0]
 
 
 def test_beam_size_two_finds_the_sentence_greedy_misses():
     model = TreeModel([GREEDY_MISSES])
     greedy = greedy_search(model, *padded([[0]]), sos=SOS, eos=EOS, max_length=torch.tensor([9]))
-    assert greedy.tokens == [[4, 6]]
-    assert greedy.scores == pytest.approx([log(0.6, 0.4, 1.0)], abs=1e-6)
+    assert [h.tokens for (h,) in greedy] == [[4, 6]]
+    assert [h.log_prob for (h,) in greedy] == pytest.approx([log(0.6, 0.4, 1.0)], abs=1e-6)
 
     found = scripted(GREEDY_MISSES, beam_size=2, n_best=2)
 
@@ -172,10 +179,12 @@ def test_min_length_bars_eos_but_keeps_the_true_log_probability():
 def test_a_hypothesis_at_max_length_ends_without_eos():
     found = scripted(RUNS_LONG, limit=1, beam_size=2, n_best=2)
     assert [h.tokens for h in found] == [[4], []]
+    assert [h.ended for h in found] == [False, True]
     assert [h.log_prob for h in found] == pytest.approx([log(0.7), log(0.3)], abs=1e-6)
     # At limit 2, "4 5" is cut without its <eos> (0.4); "4 <eos>" fits in 2 steps and keeps it.
     found = scripted(RUNS_LONG, limit=2, beam_size=3, n_best=3)
     assert [h.tokens for h in found] == [[4, 5], [], [4]]
+    assert [h.ended for h in found] == [False, True, True]
     expected = [log(0.7, 0.8), log(0.3), log(0.7, 0.2)]
     assert [h.log_prob for h in found] == pytest.approx(expected, abs=1e-6)
 
@@ -199,11 +208,10 @@ def test_beam_size_one_is_greedy(seed):
     greedy = greedy_search(model, *padded(rows), sos=SOS, eos=EOS, max_length=torch.tensor(limits))
     found = beam(model, rows, limits, beam_size=1)
 
-    assert [h[0].tokens for h in found] == greedy.tokens
-    assert [h[0].log_prob for h in found] == pytest.approx(greedy.scores, abs=1e-6)
+    assert_equal_hypotheses(found, greedy)
     assert all(h[0].score == h[0].log_prob for h in found)
     assert_well_formed(found, limits)
-    assert len({tuple(t) for t in greedy.tokens}) > 3  # the sentences' outputs differ
+    assert len({tuple(h.tokens) for (h,) in greedy}) > 3  # the sentences' outputs differ
 
 
 def test_beam_size_one_is_greedy_with_both_endings():
@@ -212,28 +220,26 @@ def test_beam_size_one_is_greedy_with_both_endings():
     limits = [len(row) + 1 for row in rows]
     greedy = greedy_search(model, *padded(rows), sos=SOS, eos=EOS, max_length=torch.tensor(limits))
     found = beam(model, rows, limits, beam_size=1)
-    assert [h[0].tokens for h in found] == greedy.tokens
-    assert [h[0].log_prob for h in found] == pytest.approx(greedy.scores, abs=1e-6)
-    endings = {ended(h[0], limit) for h, limit in zip(found, limits, strict=True)}
-    assert endings == {True, False}
+    assert_equal_hypotheses(found, greedy)
+    assert {h.ended for (h,) in found} == {True, False}
 
 
 def wrapped(rows: list[list[int]]) -> list[list[int]]:
     return [[SOS, *row, EOS] for row in rows]
 
 
-def decode(model, rows, **settings) -> list[list[Scored]]:
+def decode(model, rows, **settings) -> list[list[Hypothesis]]:
     examples = [Example(src, [SOS, EOS]) for src in wrapped(rows)]
     options = DecodeSettings(batch_size=5, max_length_a=1.0, max_length_b=2, **settings)
     return decode_examples(model, examples, sos=SOS, eos=EOS, pad=PAD, device=CPU, settings=options)
 
 
-def rescore(model, sources, nbest, limits) -> list[list[float]]:
+def rescore(model, sources, nbest) -> list[list[float]]:
     """Teacher-forced log-probabilities of every hypothesis, <eos> included where it ended."""
     examples, shape = [], []
-    for src, hypotheses, limit in zip(sources, nbest, limits, strict=True):
+    for src, hypotheses in zip(sources, nbest, strict=True):
         for h in hypotheses:
-            eos = [EOS] if ended(h, limit) else []
+            eos = [EOS] if h.ended else []
             examples.append(Example(src, [SOS, *h.tokens, *eos]))
         shape.append(len(hypotheses))
     scores = iter(score_examples(model, examples, pad=PAD, device=CPU, batch_size=7))
@@ -252,7 +258,7 @@ def test_log_probs_equal_teacher_forced_rescoring(beam_size, n_best, eos_bias):
 
     assert [len(h) for h in nbest] == [n_best] * len(rows)
     assert_well_formed(nbest, limits)
-    for hypotheses, scores in zip(nbest, rescore(model, wrapped(rows), nbest, limits), strict=True):
+    for hypotheses, scores in zip(nbest, rescore(model, wrapped(rows), nbest), strict=True):
         assert [h.log_prob for h in hypotheses] == pytest.approx(scores, abs=1e-4)
         assert all(h.score == h.log_prob for h in hypotheses)
     if eos_bias < 0:  # it never ends by itself: every hypothesis runs to its sentence's limit
@@ -309,7 +315,7 @@ def test_min_length_holds_where_max_length_allows():
     for hypotheses, limit in zip(found[5:8], limits[5:8], strict=True):
         assert all(len(h.tokens) == limit for h in hypotheses)  # below min_length: at the limit
     # <eos> is barred, not renormalised away: the log-probabilities stay the model's.
-    for hypotheses, scores in zip(found, rescore(model, rows, found, limits), strict=True):
+    for hypotheses, scores in zip(found, rescore(model, rows, found), strict=True):
         assert [h.log_prob for h in hypotheses] == pytest.approx(scores, abs=1e-4)
 
 
@@ -328,11 +334,12 @@ def test_score_is_log_prob_over_the_length_penalty(alpha):
     rows = sentences(10, seed=10)
     limits = [len(row) + 1 for row in rows]
     found = beam(model, rows, limits, beam_size=4, n_best=4, alpha=alpha)
+    assert_well_formed(found, limits)  # so `ended` agrees with the lengths
     endings = set()
-    for hypotheses, limit in zip(found, limits, strict=True):
+    for hypotheses in found:
         for h in hypotheses:
-            length = len(h.tokens) + (1 if ended(h, limit) else 0)
-            endings.add(ended(h, limit))
+            length = len(h.tokens) + (1 if h.ended else 0)
+            endings.add(h.ended)
             assert h.score == pytest.approx(h.log_prob / ((5 + length) / 6) ** alpha, rel=1e-6)
         scores = [h.score for h in hypotheses]
         assert scores == sorted(scores, reverse=True)

@@ -13,30 +13,20 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import (
+    CONFIG,
+    META,
+    SRC,
+    TGT,
+    Plant,
+    crash_when_moving_into_place,
+    fail_in_weights,
+    make_model,
+    save,
+)
 
 from seq2seq import checkpoint
-from seq2seq.config import Config, RecurrentConfig, TrainConfig
-from seq2seq.data.vocab import SPECIALS, Vocab, model_sizes
 from seq2seq.errors import CheckpointError
-from seq2seq.models import build_model
-
-SRC = Vocab([*SPECIALS, "ein", "mann", "über", "straße"])
-TGT = Vocab([*SPECIALS, "a", "man", "over", "street", "é"])
-CONFIG = Config(
-    name="ckpt",
-    model=RecurrentConfig(embedding_size=8, hidden_size=16, num_layers=2, dropout=0.0),
-    train=TrainConfig(epochs=3, lr=0.01, teacher_forcing_ratio=1.0),
-)
-META = {"epoch": 2, "step": 40, "metrics": {"val_loss": 1.25, "val_bleu": 3.5}}
-
-
-def make_model(seed: int = 0):
-    torch.manual_seed(seed)
-    return build_model(CONFIG.model, **model_sizes(SRC, TGT))
-
-
-def save(path: Path, model, meta=META, **kwargs) -> None:
-    checkpoint.save(path, model, CONFIG, (SRC, TGT), meta, **kwargs)
 
 
 def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -79,16 +69,6 @@ def test_a_run_directory_means_its_best_checkpoint(tmp_path):
     assert loaded.meta["epoch"] == 1
     assert_same_weights(loaded.model, best)
     assert checkpoint.load(tmp_path / "run" / "last").meta["epoch"] == 2
-
-
-def fail_in_weights(monkeypatch):
-    real = checkpoint.save_file
-
-    def half_written(tensors, path, *args, **kwargs):
-        real(dict(list(tensors.items())[:2]), path)
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(checkpoint, "save_file", half_written)
 
 
 def fail_in_meta(monkeypatch):
@@ -179,19 +159,6 @@ def test_a_save_is_on_disk_before_its_rename_and_the_rename_after(tmp_path, monk
     last_file = max(synced.index((f.stat().st_ino, f.stat().st_size)) for f in files)
     assert directory and directory[-1] > last_file
     assert tmp_path.stat().st_ino in [inode for kind, inode, _ in after if kind == "fsync"]
-
-
-def crash_when_moving_into_place(monkeypatch, name: str):
-    """The finished temporary directory cannot be renamed to `name`: the old checkpoint has
-    already been moved aside, the new one never arrives."""
-    real = Path.rename
-
-    def rename(self, target):
-        if self.name.startswith(f".{name}.") and not self.name.endswith(".old"):
-            raise KeyboardInterrupt
-        return real(self, target)
-
-    monkeypatch.setattr(Path, "rename", rename)
 
 
 def test_a_save_interrupted_mid_swap_keeps_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
@@ -315,16 +282,6 @@ def test_refuses_a_pickle(saved):
 def test_a_pickle_is_not_reported_as_a_config_mismatch(saved):
     torch.save(make_model().state_dict(), saved / "model.safetensors")
     assert "does not fit its config" not in load_error(saved)
-
-
-class Plant:
-    """Unpickling this creates a directory: proof that code from the file ran."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.mkdir, (self.marker,))
 
 
 def test_a_malicious_pickle_never_runs(saved, tmp_path):

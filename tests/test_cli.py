@@ -19,6 +19,7 @@ import pytest
 import torch
 import yaml
 from conftest import MULTI30K, assert_error, cli, isolated
+from helpers import snapshot
 from sacrebleu.metrics import BLEU, CHRF
 
 from seq2seq.config import config_from_dict, load_config
@@ -236,10 +237,6 @@ def test_train_with_an_unknown_config_key(capsys, tmp_path):
     code = cli(["train", TINY, f"output_dir={tmp_path}", "model.hiden_size=8"])
     assert_error(capsys, code, "unknown key model.hiden_size", "hidden_size")
     assert list(tmp_path.iterdir()) == []
-
-
-def snapshot(run: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.slow

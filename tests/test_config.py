@@ -107,13 +107,15 @@ def test_configs_are_frozen():
 @pytest.mark.parametrize(
     "override, named",
     [
-        ("model.hidden_size=256.5", "model.hidden_size=256.5 is not a"),
-        ("model.hidden_size=big", "model.hidden_size='big' is not a"),
-        ("model.num_layers=true", "model.num_layers=True is not a"),
-        ("train.epochs=yes", "train.epochs=True is not a number"),
+        ("model.hidden_size=256.5", "model.hidden_size=256.5 is not an integer"),
+        ("model.hidden_size=big", "model.hidden_size=big is not an integer"),
+        ("model.num_layers=true", "model.num_layers=true is not an integer"),
+        ("train.epochs=yes", "train.epochs=yes is not a number"),
+        ("train.epochs=nan", "train.epochs=nan is not a number"),
+        ("train.lr=inf", "train.lr=inf is not a number"),
         ("data.lowercase=1", "data.lowercase=1 is not true or false"),
-        ("name=3", "name=3 is not a string"),
-        ("data.max_size=many", "data.max_size='many' is not a"),
+        ("data.lowercase=yes", "data.lowercase=yes is not true or false"),
+        ("data.max_size=many", "data.max_size=many is not an integer or null"),
     ],
 )
 def test_values_of_the_wrong_type_are_refused(override, named):
@@ -125,11 +127,11 @@ def test_values_of_the_wrong_type_are_refused(override, named):
 def test_a_literal_outside_its_choices_names_the_choices():
     with pytest.raises(ConfigError) as error:
         load_config(None, ["model.cell=rnn"])
-    assert "model.cell='rnn' is not one of lstm, gru" in str(error.value)
+    assert "model.cell=rnn is not one of lstm, gru" in str(error.value)
 
     with pytest.raises(ConfigError) as error:
         load_config(None, ["device=tpu"])
-    assert "device='tpu' is not one of auto, cpu, cuda, mps" in str(error.value)
+    assert "device=tpu is not one of auto, cpu, cuda, mps" in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -139,10 +141,10 @@ def test_a_literal_outside_its_choices_names_the_choices():
         ("model.dropout=-0.1", "model.dropout=-0.1 must be in [0, 1)"),
         ("train.batch_size=0", "train.batch_size=0 must be at least 1"),
         ("data.min_freq=0", "data.min_freq=0 must be at least 1"),
-        ("data.max_size=0", "data.max_size=0 must be more than 4 (the special tokens)"),
+        ("data.max_size=0", "data.max_size=0 must be more than 4 or null"),
         ("train.lr=0", "train.lr=0.0 must be positive"),
         ("train.teacher_forcing_ratio=1.01", "train.teacher_forcing_ratio=1.01 must be in [0, 1]"),
-        ("name=a/b", "name='a/b' must be a non-empty name without '/'"),
+        ("name=a/b", "name='a/b' must be one plain path component"),
         ("data.src_lang=en", "data.src_lang and data.tgt_lang are both 'en'"),
     ],
 )
@@ -210,8 +212,8 @@ def test_several_problems_are_reported_in_one_message():
     for problem in (
         "unknown key epochs",
         "unknown key model.hiden_size",
-        "model.cell='rnn'",
-        "train.batch_size='x'",
+        "model.cell=rnn",
+        "train.batch_size=x",
     ):
         assert problem in message
     assert message.count("invalid config") == 1
@@ -227,7 +229,7 @@ def test_several_range_problems_are_reported_in_one_message():
 def test_type_and_range_problems_are_reported_together():
     with pytest.raises(ConfigError) as error:
         load_config(None, ["model.cell=rnn", "model.dropout=1.5"])
-    assert "model.cell='rnn'" in str(error.value)
+    assert "model.cell=rnn" in str(error.value)
     assert "model.dropout=1.5" in str(error.value)
 
 
@@ -243,9 +245,9 @@ def test_an_override_without_key_and_equals_is_refused(override):
     assert "key=value" in str(error.value)
 
 
-@pytest.mark.parametrize("override", ["name=[1", "data.dir=@home"])
-def test_an_override_value_that_is_not_yaml_is_refused(override):
-    with pytest.raises(ConfigError, match=override.split("=")[0]):
+@pytest.mark.parametrize("override", ["train.adam_betas=[0.9", "train.adam_betas=[0.9, x]"])
+def test_a_list_override_that_is_not_a_list_of_numbers_is_refused(override):
+    with pytest.raises(ConfigError, match="train.adam_betas=.* is not a list of 2 numbers"):
         load_config(None, [override])
 
 
@@ -297,7 +299,7 @@ def test_each_model_type_has_its_own_keys_and_refuses_the_others():
     )
     assert "unknown key model.hiden for model.type=attention (valid keys: type, cell," in message
     with pytest.raises(
-        ConfigError, match=r"model.type='gpt' is not one of lstm, attention, transformer"
+        ConfigError, match=r"model.type=gpt is not one of lstm, attention, transformer"
     ):
         load_config(None, ["model.type=gpt"])
 
@@ -306,9 +308,16 @@ def test_model_shapes_that_cannot_be_built_are_refused():
     with pytest.raises(ConfigError) as error:
         load_config(
             None,
-            ["model.type=transformer", "model.d_model=30", "model.heads=4", "model.dropout=1.5"],
+            ["model.type=transformer", "model.d_model=30", "model.heads=4", "train.lr=0"],
         )
     assert "model.d_model=30 must be a multiple of model.heads=4" in str(error.value)
-    assert "model.dropout=1.5 must be in [0, 1)" in str(error.value)
+    assert "train.lr=0.0 must be positive" in str(error.value)
     with pytest.raises(ConfigError, match="model.hidden_size=15 must be even"):
         load_config(None, ["model.type=attention", "model.hidden_size=15"])
+
+
+def test_a_rule_across_keys_waits_until_each_key_of_its_section_is_valid():
+    # heads=0 once reached `d_model % heads` and raised ZeroDivisionError.
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["model.type=transformer", "model.d_model=30", "model.heads=0"])
+    assert str(error.value) == "invalid config: model.heads=0 must be at least 1"

@@ -114,7 +114,9 @@ def test_translate_n_best_prints_line_text_logprob_score(trained, ckpt, capsys):
 
     parsed = parse_nbest(lines)
     assert [number for number, *_ in parsed] == [0, 0, 0, 1, 1, 1]
-    assert parsed[3:] == [(1, "", 0.0, 0.0)] * 3  # an empty input gives empty translations
+    # An empty input gives the empty translation, ended at once, n times, scored by the model.
+    ends = pytest.approx(step_by_hand(ckpt, "", [], True), abs=2e-4)
+    assert parsed[3:] == [(1, "", ends, ends)] * 3
     found = Translator(ckpt, torch.device("cpu"), DecodeSettings(beam_size=4, n_best=3)).nbest(
         ["Ein Mann."]
     )[0]
@@ -124,8 +126,9 @@ def test_translate_n_best_prints_line_text_logprob_score(trained, ckpt, capsys):
     for (_, text, log_prob, score), (expected_text, h) in zip(parsed[:3], found, strict=True):
         assert text == expected_text and text
         assert score == log_prob  # alpha 0: ranked by log-probability
-        end = len(h.tokens) < limit(ckpt, "Ein Mann.")
-        assert log_prob == pytest.approx(step_by_hand(ckpt, "Ein Mann.", h.tokens, end), abs=2e-4)
+        assert h.ended == (len(h.tokens) < limit(ckpt, "Ein Mann."))
+        expected = step_by_hand(ckpt, "Ein Mann.", h.tokens, h.ended)
+        assert log_prob == pytest.approx(expected, abs=2e-4)
 
 
 def test_translate_n_best_with_a_length_penalty(trained, ckpt, capsys):

@@ -59,7 +59,7 @@ def test_an_ensemble_of_one_is_that_model():
     ensemble_greedy, ensemble_nbest = search_both(Ensemble([model]).eval(), src, lengths)
     assert ensemble_greedy == greedy
     assert ensemble_nbest == nbest
-    assert len({tuple(t) for t in greedy.tokens}) > 3  # the sentences' outputs differ
+    assert len({tuple(h.tokens) for (h,) in greedy}) > 3  # the sentences' outputs differ
 
 
 def test_an_ensemble_of_two_copies_is_that_model():
@@ -67,11 +67,12 @@ def test_an_ensemble_of_two_copies_is_that_model():
     src, lengths = batch()
     greedy, nbest = search_both(model, src, lengths)
     ensemble_greedy, ensemble_nbest = search_both(Ensemble([model, copy]).eval(), src, lengths)
-    assert ensemble_greedy.tokens == greedy.tokens
-    assert ensemble_greedy.scores == pytest.approx(greedy.scores, abs=1e-6)
-    assert [[h.tokens for h in hs] for hs in ensemble_nbest] == [
-        [h.tokens for h in hs] for hs in nbest
-    ]
+    for found, expected in ((ensemble_greedy, greedy), (ensemble_nbest, nbest)):
+        assert [[(h.tokens, h.ended) for h in hs] for hs in found] == [
+            [(h.tokens, h.ended) for h in hs] for hs in expected
+        ]
+        log_probs = [h.log_prob for hs in expected for h in hs]
+        assert [h.log_prob for hs in found for h in hs] == pytest.approx(log_probs, abs=1e-6)
 
 
 def test_decode_step_averages_the_members_log_probs():
@@ -121,19 +122,21 @@ def test_greedy_and_beam_search_score_the_ensembles_averaged_log_probs():
     limits = limits_for(lengths)
     greedy, nbest = search_both(ensemble, src, lengths)
     one = beam_search(ensemble, src, lengths, sos=SOS, eos=EOS, beam_size=1, max_length=limits)
-    assert [h[0].tokens for h in one] == greedy.tokens
-    assert [h[0].log_prob for h in one] == pytest.approx(greedy.scores, abs=1e-6)
+    assert [[(h.tokens, h.ended) for h in hs] for hs in one] == [
+        [(h.tokens, h.ended) for h in hs] for hs in greedy
+    ]
+    assert [h.log_prob for (h,) in one] == pytest.approx([h.log_prob for (h,) in greedy], abs=1e-6)
 
     endings = set()
     for i, hypotheses in enumerate(nbest):
         length, limit = int(lengths[i]), int(limits[i])
         assert len(hypotheses) == 3
         for h in hypotheses:
-            end = len(h.tokens) < limit
-            endings.add(end)
-            expected = path_log_prob(ensemble, src[i], length, h.tokens, end)
+            endings.add(h.ended)
+            expected = path_log_prob(ensemble, src[i], length, h.tokens, h.ended)
             assert h.log_prob == pytest.approx(expected, abs=1e-4)
-            assert EOS not in h.tokens and len(h.tokens) <= limit
+            assert EOS not in h.tokens
+            assert len(h.tokens) < limit if h.ended else len(h.tokens) == limit
     assert endings == {True, False}
 
 
@@ -160,7 +163,7 @@ def test_score_examples_of_an_ensemble_equals_the_searchs_log_prob():
     examples, found = [], []
     for i, hypotheses in enumerate(nbest):
         for h in hypotheses:
-            assert len(h.tokens) < int(limits[i])
+            assert h.ended and len(h.tokens) < int(limits[i])
             examples.append(Example(src[i, : int(lengths[i])].tolist(), [SOS, *h.tokens, EOS]))
             found.append(h.log_prob)
     scores = score_examples(ensemble, examples, pad=PAD, device=torch.device("cpu"))

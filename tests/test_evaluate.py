@@ -16,9 +16,9 @@ from sacrebleu.metrics import BLEU, CHRF
 from toy_models import EOS, PAD, SOS, random_model
 
 from seq2seq.data.dataset import Example
-from seq2seq.decode import DecodeSettings, decode_examples
+from seq2seq.decode import DecodeSettings, decode_examples, score_examples
 from seq2seq.evaluate import corpus_loss, sacrebleu_scores
-from seq2seq.search import Scored
+from seq2seq.search import Hypothesis, length_penalty
 
 CPU = torch.device("cpu")
 GOLDEN = ROOT / "tests" / "data" / "golden"
@@ -26,17 +26,23 @@ GOLDEN_DE = (ROOT / "tests" / "data" / "golden.de").read_text(encoding="utf-8").
 GOLDEN_EN = (ROOT / "tests" / "data" / "golden.greedy.en").read_text(encoding="utf-8")
 
 
-def decode(model, sources: list[list[int]], settings: DecodeSettings) -> list[list[Scored]]:
+def decode(model, sources: list[list[int]], settings: DecodeSettings) -> list[list[Hypothesis]]:
     examples = [Example(src, [SOS, EOS]) for src in sources]
     return decode_examples(
         model, examples, sos=SOS, eos=EOS, pad=PAD, device=CPU, settings=settings
     )
 
 
-@pytest.mark.parametrize("settings", [DecodeSettings(), DecodeSettings(beam_size=3, n_best=2)])
-def test_an_empty_source_decodes_to_empty_hypotheses_without_the_model(settings, monkeypatch):
+@pytest.mark.parametrize(
+    "settings", [DecodeSettings(), DecodeSettings(beam_size=3, n_best=2, alpha=0.6, min_length=2)]
+)
+def test_an_empty_source_gives_the_empty_hypothesis_scored_as_score_examples_scores_it(
+    settings, monkeypatch
+):
     model = random_model(seed=1)
     alone = decode(model, [[SOS, 5, 6, EOS], [SOS, 7, EOS]], settings)
+    (ends,) = score_examples(model, [Example([SOS, EOS], [SOS, EOS])], pad=PAD, device=CPU)
+    assert ends < 0.0
     encoded = []
     encode = model.encode
     monkeypatch.setattr(model, "encode", lambda *args: encoded.append(args[1]) or encode(*args))
@@ -44,14 +50,23 @@ def test_an_empty_source_decodes_to_empty_hypotheses_without_the_model(settings,
     found = decode(model, [[SOS, 5, 6, EOS], [SOS, EOS], [SOS, 7, EOS], [SOS, EOS]], settings)
 
     assert [found[0], found[2]] == alone
-    assert found[1] == found[3] == [Scored([], 0.0, 0.0)] * settings.n_best
-    assert sorted(torch.cat(encoded).tolist()) == [3, 4]  # only the sources with tokens
+    # Not searched (min_length does not apply): ended at once, n_best times.
+    assert found[1] == found[3]
+    assert [(h.tokens, h.ended) for h in found[1]] == [([], True)] * settings.n_best
+    assert [h.log_prob for h in found[1]] == pytest.approx([ends] * settings.n_best, abs=1e-6)
+    score = ends / length_penalty(1, settings.alpha)
+    assert [h.score for h in found[1]] == pytest.approx([score] * settings.n_best, abs=1e-6)
+    assert sorted(torch.cat(encoded).tolist()) == [2, 2, 3, 4]  # the empty ones apart
 
 
-def test_decoding_only_empty_sources_never_runs_the_model():
+def test_empty_sources_take_one_model_step_and_no_search():
     model = random_model(seed=2)
-    model.encode = None  # any call fails
-    assert decode(model, [[SOS, EOS]] * 3, DecodeSettings()) == [[Scored([], 0.0, 0.0)]] * 3
+    steps = []
+    decode_step = model.decode_step
+    model.decode_step = lambda tokens, state: steps.append(tokens) or decode_step(tokens, state)
+    found = decode(model, [[SOS, EOS]] * 3, DecodeSettings(beam_size=4, n_best=4))
+    assert [[(h.tokens, h.ended) for h in hs] for hs in found] == [[([], True)] * 4] * 3
+    assert [t.tolist() for t in steps] == [[SOS] * 3]
 
 
 def test_an_empty_target_scores_only_its_eos():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import random
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from seq2seq.data.batching import collate
 from seq2seq.data.dataset import Example
 from seq2seq.data.vocab import SPECIALS, Vocab, model_sizes
 from seq2seq.models import REGISTRY, build_model
-from seq2seq.search import beam_search, greedy_search
+from seq2seq.search import Hypothesis, beam_search, greedy_search
 
 # Small models, trained for a moment (`make`) so that their choices depend on the source.
 TINY = {
@@ -95,9 +96,11 @@ def padded(rows: list[list[int]], extra: int = 0, fill: int = PAD):
     return src, torch.tensor([len(row) for row in rows])
 
 
-def greedy(model, rows, extra: int = 0, fill: int = PAD):
+def greedy(model, rows, extra: int = 0, fill: int = PAD) -> list[list[int]]:
+    """Greedy search's tokens for each row."""
     src, lengths = padded(rows, extra, fill)
-    return greedy_search(model, src, lengths, sos=SOS, eos=EOS, max_length=lengths + 5)
+    found = greedy_search(model, src, lengths, sos=SOS, eos=EOS, max_length=lengths + 5)
+    return [h.tokens for (h,) in found]
 
 
 def test_every_registered_type_is_in_this_suite():
@@ -107,7 +110,7 @@ def test_every_registered_type_is_in_this_suite():
 @pytest.mark.parametrize("kind", TYPES)
 def test_the_suites_models_translate_by_their_source(kind):
     """The checks below compare translations; they only bite if translations differ."""
-    found = greedy(make(kind), sentences(12, seed=1)).tokens
+    found = greedy(make(kind), sentences(12, seed=1))
     assert len({tuple(tokens) for tokens in found}) >= 4
     assert sum(bool(tokens) for tokens in found) >= 6
 
@@ -124,20 +127,103 @@ def test_padding_never_changes_an_encoding_or_a_translation(kind):
         found, _ = model.decode_step(tokens, model.encode(more, lengths))
         assert torch.allclose(expected, found, atol=1e-5)
         tokens = expected.argmax(-1)
-    assert greedy(model, rows).tokens == greedy(model, rows, extra=4, fill=7).tokens
+    assert greedy(model, rows) == greedy(model, rows, extra=4, fill=7)
+    beams = [
+        beam_search(model, s, lengths, sos=SOS, eos=EOS, beam_size=3, max_length=lengths + 5)
+        for s in (src, more)
+    ]
+    assert_same_hypotheses(*beams)
     state, longer = model.encode(src, lengths), model.encode(more, lengths)
     if hasattr(state, "summary"):  # the sentence vector `seq2seq sentence-map` draws
         assert torch.allclose(state.summary(), longer.summary(), atol=1e-5)
 
 
+def assert_same_hypotheses(found, expected) -> None:
+    """The same tokens and endings; log-probabilities and scores equal up to rounding."""
+    assert [[(h.tokens, h.ended) for h in hs] for hs in found] == [
+        [(h.tokens, h.ended) for h in hs] for hs in expected
+    ]
+    for name in ("log_prob", "score"):
+        numbers = [getattr(h, name) for hs in expected for h in hs]
+        assert [getattr(h, name) for hs in found for h in hs] == pytest.approx(numbers, abs=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
 @pytest.mark.parametrize("kind", TYPES)
-def test_beam_1_equals_greedy(kind):
+def test_beam_1_equals_greedy(kind, alpha):
     model = make(kind)
     src, lengths = padded(sentences(8, seed=2))
-    expected = greedy_search(model, src, lengths, sos=SOS, eos=EOS, max_length=lengths + 5)
-    found = beam_search(model, src, lengths, sos=SOS, eos=EOS, beam_size=1, max_length=lengths + 5)
-    assert [hyps[0].tokens for hyps in found] == expected.tokens
-    assert [hyps[0].log_prob for hyps in found] == pytest.approx(expected.scores, abs=1e-5)
+    # Room to end for half the sentences; one short of a word-for-word translation for the rest.
+    limits = torch.where(torch.arange(8) % 2 == 0, lengths + 5, (lengths - 3).clamp(min=1))
+    expected = greedy_search(model, src, lengths, sos=SOS, eos=EOS, max_length=limits, alpha=alpha)
+    found = beam_search(
+        model, src, lengths, sos=SOS, eos=EOS, beam_size=1, max_length=limits, alpha=alpha
+    )
+    assert_same_hypotheses(found, expected)
+    assert {h.ended for (h,) in expected} == {True, False}
+
+
+@dataclass
+class PrefixState:
+    src: torch.Tensor  # (B, S)
+    src_lengths: torch.Tensor  # (B,)
+    prefix: torch.Tensor  # (B, t) the tokens fed so far
+
+    def select(self, index: torch.Tensor) -> PrefixState:
+        return PrefixState(self.src[index], self.src_lengths[index], self.prefix[index])
+
+
+class Recomputed:
+    """Any registered model decoded without its cache: every step runs the teacher-forced
+    training forward over the source and the whole prefix again."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def encode(self, src, src_lengths) -> PrefixState:
+        return PrefixState(src, src_lengths, src.new_zeros(src.size(0), 0))
+
+    def decode_step(self, tokens, state: PrefixState):
+        prefix = torch.cat([state.prefix, tokens.unsqueeze(1)], dim=1)  # (B, t + 1)
+        tgt = torch.cat([prefix, prefix[:, :1]], dim=1)  # the forward predicts all but one
+        logits = self.model(state.src, state.src_lengths, tgt)[:, -1]  # (B, V)
+        new = PrefixState(state.src, state.src_lengths, prefix)
+        return torch.log_softmax(logits.float(), dim=-1), new
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_cached_decoding_equals_recomputing_the_prefix(kind):
+    """The state each decode_step hands on (recurrent states, key/value caches), reordered by
+    beam search, gives what recomputing the prefix from scratch gives."""
+    model = make(kind)
+    src, lengths = padded(sentences(6, seed=10))
+    limits = lengths + 3
+    for search, options in ((greedy_search, {}), (beam_search, {"beam_size": 3, "n_best": 3})):
+        found = search(model, src, lengths, sos=SOS, eos=EOS, max_length=limits, **options)
+        expected = search(
+            Recomputed(model), src, lengths, sos=SOS, eos=EOS, max_length=limits, **options
+        )
+        assert_same_hypotheses(found, expected)
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_a_length_limit_of_0_gives_the_empty_hypothesis_cut_there(kind):
+    """search.py's decision, for every architecture: no step is taken for that sentence, and
+    the others decode as they would alone."""
+    model = make(kind)
+    rows = sentences(4, seed=11)
+    src, lengths = padded(rows)
+    limits = torch.tensor([0, 6, 0, 5])
+    cut = Hypothesis([], 0.0, 0.0, ended=False)
+    for search, options in ((greedy_search, {}), (beam_search, {"beam_size": 3, "n_best": 2})):
+        found = search(model, src, lengths, sos=SOS, eos=EOS, max_length=limits, **options)
+        assert found[0] == found[2] == [cut] * options.get("n_best", 1)
+        for i in (1, 3):
+            src_i, lengths_i = padded([rows[i]])
+            alone = search(
+                model, src_i, lengths_i, sos=SOS, eos=EOS, max_length=limits[i : i + 1], **options
+            )
+            assert_same_hypotheses(found[i : i + 1], alone)
 
 
 @pytest.mark.parametrize("kind", TYPES)
@@ -176,14 +262,14 @@ def test_state_select_repeats_and_reorders_rows_exactly(kind):
 def test_a_translation_does_not_depend_on_its_batch(kind):
     model = make(kind)
     rows = sentences(7, seed=6)
-    together = greedy(model, rows)
     src, lengths = padded(rows)
+    together = greedy_search(model, src, lengths, sos=SOS, eos=EOS, max_length=lengths + 5)
     beams = beam_search(model, src, lengths, sos=SOS, eos=EOS, beam_size=3, max_length=lengths + 5)
     for i, row in enumerate(rows):
-        alone = greedy(model, [row])
-        assert alone.tokens[0] == together.tokens[i]
-        assert alone.scores[0] == pytest.approx(together.scores[i], abs=1e-5)
         src, lengths = padded([row])
+        (alone,) = greedy_search(model, src, lengths, sos=SOS, eos=EOS, max_length=lengths + 5)
+        assert alone[0].tokens == together[i][0].tokens
+        assert alone[0].log_prob == pytest.approx(together[i][0].log_prob, abs=1e-5)
         beam_alone = beam_search(
             model, src, lengths, sos=SOS, eos=EOS, beam_size=3, max_length=lengths + 5
         )
@@ -198,7 +284,7 @@ def test_a_checkpoint_round_trip_keeps_the_model(kind, tmp_path):
     loaded = checkpoint.load(tmp_path / "ckpt")
     assert loaded.config.model == model.config
     rows = sentences(5, seed=8)
-    assert greedy(loaded.model, rows).tokens == greedy(model, rows).tokens
+    assert greedy(loaded.model, rows) == greedy(model, rows)
     src, lengths = padded(rows)
     tgt, _ = padded(sentences(5, seed=9, vocab=TGT_VOCAB))
     with torch.no_grad():
@@ -264,6 +350,6 @@ def test_a_tiny_model_learns_to_reverse_digit_strings(kind):
         eos=DIGITS.eos,
         max_length=batch.src_lengths + 2,  # room to overshoot: stopping is part of the task
     )
-    outputs = ["".join(DIGITS.decode(tokens)) for tokens in result.tokens]
+    outputs = ["".join(DIGITS.decode(h.tokens)) for (h,) in result]
     exact = sum(out == s[::-1] for out, s in zip(outputs, test, strict=True)) / len(test)
     assert exact >= 0.95, f"exact match {exact:.2%}; e.g. {test[:3]} -> {outputs[:3]}"

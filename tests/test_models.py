@@ -12,7 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from seq2seq.config import RecurrentConfig
 from seq2seq.models import RecurrentState, Seq2Seq
 from seq2seq.models.cpu_rnn import dropout, run_layers
-from seq2seq.search import mixed_forcing
+from seq2seq.models.forcing import mixed_forcing
 
 SRC_VOCAB, TGT_VOCAB, PAD = 23, 19, 1
 

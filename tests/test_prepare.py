@@ -246,10 +246,13 @@ def test_the_data_keys_of_preparation_are_checked_in_one_line():
     assert load_config(None, ["data.train=news"]).data.train == "news"
     for overrides, fragment in [
         (["data.train=[a, b]", "data.train_weights=[1]"], "has 1 weights for 2 training corpora"),
-        (["data.train_weights=[0]"], "data.train_weights=[0.0] must be positive numbers"),
+        (["data.train_weights=[0]"], "data.train_weights=[0.0] must be positive"),
         (["data.num_workers=0"], "data.num_workers=0 must be at least 1"),
         (["data.max_length_ratio=0.5"], "data.max_length_ratio=0.5 must be at least 1"),
-        (["data.train=[]"], "data.train=[] is not a string or a list of strings"),
+        (
+            ["data.train=[]"],
+            "data.train=[] is not a non-empty string or a non-empty list of strings",
+        ),
     ]:
         with pytest.raises(ConfigError, match=re.escape(fragment)) as error:
             load_config(None, overrides)

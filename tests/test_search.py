@@ -71,10 +71,12 @@ def test_greedy_stops_at_eos_or_max_length_with_known_scores():
         model, src, lengths, sos=SOS, eos=EOS, max_length=torch.tensor([10, 3, 4, 3, 8])
     )
 
-    assert result.tokens == [[5, 6], [5, 6, 7], [], [9, 9, 9], [4, 4, 4, 4]]
+    assert [h.tokens for (h,) in result] == [[5, 6], [5, 6, 7], [], [9, 9, 9], [4, 4, 4, 4]]
+    assert [h.ended for (h,) in result] == [True, False, True, False, True]
     steps_scored = [3, 3, 1, 3, 5]  # <eos> is scored when it ends a sentence
     expected = [sum(scripted_log_prob(t) for t in range(n)) for n in steps_scored]
-    assert result.scores == pytest.approx(expected, abs=1e-5)
+    assert [h.log_prob for (h,) in result] == pytest.approx(expected, abs=1e-5)
+    assert [h.score for (h,) in result] == [h.log_prob for (h,) in result]  # alpha 0
     # The batch stops once all sentences have, well before the largest max_length (10).
     assert len(model.inputs) == 5
 
@@ -99,20 +101,22 @@ def real_model(eos_bias: float = 1.0) -> Seq2Seq:
 
 def greedy_one_at_a_time(model, rows: list[list[int]], limits: list[int]):
     """The reference: one sentence, no batch, no padding, a plain loop."""
-    tokens, scores = [], []
+    tokens, scores, ended = [], [], []
     for row, limit in zip(rows, limits, strict=True):
         state = model.encode(torch.tensor([row]), torch.tensor([len(row)]))
-        token, out, score = torch.tensor([SOS]), [], 0.0
+        token, out, score, end = torch.tensor([SOS]), [], 0.0, False
         for _ in range(limit):
             log_probs, state = model.decode_step(token, state)
             score += log_probs.max().item()
             token = log_probs.argmax(-1)
             if token.item() == EOS:
+                end = True
                 break
             out.append(token.item())
         tokens.append(out)
         scores.append(score)
-    return tokens, scores
+        ended.append(end)
+    return tokens, scores, ended
 
 
 def test_greedy_equals_a_one_sentence_at_a_time_argmax_loop():
@@ -124,13 +128,13 @@ def test_greedy_equals_a_one_sentence_at_a_time_argmax_loop():
         result = greedy_search(
             model, *padded(rows), sos=SOS, eos=EOS, max_length=torch.tensor(limits)
         )
-        expected_tokens, expected_scores = greedy_one_at_a_time(model, rows, limits)
+        expected_tokens, expected_scores, expected_ended = greedy_one_at_a_time(model, rows, limits)
 
-    assert result.tokens == expected_tokens
-    assert result.scores == pytest.approx(expected_scores, abs=1e-4)
+    assert [h.tokens for (h,) in result] == expected_tokens
+    assert [h.log_prob for (h,) in result] == pytest.approx(expected_scores, abs=1e-4)
+    assert [h.ended for (h,) in result] == expected_ended
     # Both endings occur, so both are checked: some sentences stop at <eos>, some at their limit.
-    assert any(0 < len(t) < limit for t, limit in zip(result.tokens, limits, strict=True))
-    assert any(len(t) == limit for t, limit in zip(result.tokens, limits, strict=True))
+    assert set(expected_ended) == {True, False}
 
 
 def test_outputs_stop_at_eos_and_hold_no_specials():
@@ -138,8 +142,8 @@ def test_outputs_stop_at_eos_and_hold_no_specials():
     rows = sentences(12, seed=2, shortest=2, longest=8)
     limits = torch.full((12,), 15)
     result = greedy_search(model, *padded(rows), sos=SOS, eos=EOS, max_length=limits)
-    assert all(EOS not in t and SOS not in t for t in result.tokens)
-    assert any(0 < len(t) < 15 for t in result.tokens)  # some stopped at an <eos> they emitted
+    assert all(EOS not in h.tokens and SOS not in h.tokens for (h,) in result)
+    assert any(0 < len(h.tokens) < 15 and h.ended for (h,) in result)  # stopped at their <eos>
 
 
 def test_a_sentence_does_not_depend_on_the_rest_of_the_batch():
@@ -154,9 +158,11 @@ def test_a_sentence_does_not_depend_on_the_rest_of_the_batch():
     second = greedy_search(
         model, *padded(batch), sos=SOS, eos=EOS, max_length=torch.tensor(batch_limits)
     )
-    assert second.tokens[5:] == first.tokens[::-1]
-    assert second.scores[5:] == pytest.approx(first.scores[::-1], abs=1e-4)
-    assert len({tuple(t) for t in first.tokens}) > 3  # the sentences' outputs differ
+    assert [h.tokens for (h,) in second[5:]] == [h.tokens for (h,) in first[::-1]]
+    assert [h.ended for (h,) in second[5:]] == [h.ended for (h,) in first[::-1]]
+    log_probs = [h.log_prob for (h,) in first[::-1]]
+    assert [h.log_prob for (h,) in second[5:]] == pytest.approx(log_probs, abs=1e-4)
+    assert len({tuple(h.tokens) for (h,) in first}) > 3  # the sentences' outputs differ
 
 
 def test_every_sentence_keeps_its_own_max_length():
@@ -164,4 +170,5 @@ def test_every_sentence_keeps_its_own_max_length():
     rows = sentences(6, seed=5, shortest=2, longest=8)
     limits = torch.tensor([1, 2, 5, 8, 3, 13])
     result = greedy_search(model, *padded(rows), sos=SOS, eos=EOS, max_length=limits)
-    assert [len(t) for t in result.tokens] == limits.tolist()
+    assert [len(h.tokens) for (h,) in result] == limits.tolist()
+    assert not any(h.ended for (h,) in result)

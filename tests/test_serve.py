@@ -27,16 +27,13 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-import uvicorn
-from conftest import MULTI30K, ROOT, assert_error, cli
+from conftest import MULTI30K, ROOT, FakeTranslator, assert_error, cli, serving
 
 from seq2seq import checkpoint
 from seq2seq.analysis.attention_maps import attention_maps
 from seq2seq.decode import DecodeSettings
 from seq2seq.errors import Seq2SeqError
-from seq2seq.server.app import build_app
 from seq2seq.server.registry import ServedModel, Spec, load_models, parse_specs
-from seq2seq.server.run import GracefulServer, bind
 from seq2seq.server.settings import ServerSettings
 from seq2seq.translate import Translator
 
@@ -100,31 +97,12 @@ def paths(noisy) -> dict[str, list[Path]]:
     return {"golden": [GOLDEN], "noisy": [noisy], "pair": [GOLDEN, noisy]}
 
 
-@contextlib.contextmanager
-def running(models, settings: ServerSettings):
-    """A real server on a free port, in a thread of this process."""
-    sock = bind("127.0.0.1", 0)
-    server = GracefulServer(uvicorn.Config(build_app(models, settings), log_config=None))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-
-
 @pytest.fixture(scope="module")
 def server(paths):
     specs = parse_specs(
         [str(GOLDEN), f"noisy={paths['noisy'][0]}", f"pair={GOLDEN}+{paths['noisy'][0]}"]
     )
-    with running(load_models(specs, CPU), SETTINGS) as url:
+    with serving(load_models(specs, CPU), SETTINGS) as (url, _):
         yield url
 
 
@@ -224,8 +202,11 @@ def test_health_and_models_say_what_is_served(client, paths):
         "max_sentences": 8,
         "max_characters": 200,
         "max_beam_size": 12,
+        "max_attention_cells": 20_000,
         "max_batch_sentences": 64,
         "max_wait_ms": 100,
+        "max_queue_sentences": 256,
+        "request_timeout_s": 30.0,
     }
 
 
@@ -237,21 +218,6 @@ def test_texts_are_never_logged_unless_asked(client, caplog):
     assert "geheimnisvoll" not in caplog.text
 
 
-class FakeTranslator:
-    """Sleeps (as a long decode would, in the worker thread), or fails."""
-
-    settings = None
-
-    def __init__(self, seconds: float = 0.0, error: Exception | None = None):
-        self.seconds, self.error = seconds, error
-
-    def nbest(self, lines):
-        time.sleep(self.seconds)
-        if self.error:
-            raise self.error
-        return [[("slow", None)] for _ in lines]
-
-
 @pytest.mark.slow
 def test_a_long_decode_never_blocks_the_server_and_a_failed_one_is_a_500():
     models = {
@@ -260,13 +226,13 @@ def test_a_long_decode_never_blocks_the_server_and_a_failed_one_is_a_500():
             "broken", FakeTranslator(error=RuntimeError("boom")), attention=False
         ),
     }
-    with running(models, ServerSettings(max_wait_ms=0)) as url, ThreadPoolExecutor(1) as pool:
+    with serving(models, ServerSettings(max_wait_ms=0)) as (url, _), ThreadPoolExecutor(1) as pool:
         slow = pool.submit(httpx.post, f"{url}/translate", json={"text": ["a"]}, timeout=60)
         time.sleep(0.3)  # the decode is under way
         started = time.monotonic()
         assert httpx.get(f"{url}/health", timeout=60).status_code == 200
         assert time.monotonic() - started < 1 and not slow.done()
-        assert slow.result(timeout=60).json()["translations"] == ["slow"]
+        assert slow.result(timeout=60).json()["translations"] == ["<a>"]
         broken = httpx.post(f"{url}/translate", json={"text": ["a"], "model": "broken"})
         assert broken.status_code == 500
         assert broken.json() == {"error": "decoding failed; the server's log says why"}
@@ -373,6 +339,46 @@ BAD = [
         422,
         "model 'pair' has no attention",
     ),
+    (
+        "a duplicate key",
+        "POST",
+        "/translate",
+        '{"text": ["a"], "beam_size": 2, "beam_size": 3}',
+        422,
+        "the key 'beam_size' appears twice in one object; give each key once",
+    ),
+    (
+        "a negative min_length",
+        "POST",
+        "/translate",
+        {"text": ["a"], "min_length": -1},
+        422,
+        "min_length must be a whole number, at least 0 (got -1)",
+    ),
+    (
+        "max_length 0",
+        "POST",
+        "/translate",
+        {"text": ["a"], "max_length": 0},
+        422,
+        "max_length must be a whole number, at least 1 (got 0)",
+    ),
+    (
+        "a negative alpha",
+        "POST",
+        "/translate",
+        {"text": ["a"], "alpha": -0.5},
+        422,
+        "alpha must be a number, 0 or more (got -0.5)",
+    ),
+    (
+        "alpha not finite",
+        "POST",
+        "/translate",
+        '{"text": ["a"], "alpha": Infinity}',
+        422,
+        "alpha: Input should be a finite number",
+    ),
     ("an unknown path", "GET", "/nope", None, 404, "no such path /nope; this server has GET /"),
     ("GET /translate", "GET", "/translate", None, 405, "GET is not allowed on /translate"),
     ("POST /health", "POST", "/health", {}, 405, "POST is not allowed on /health"),
@@ -386,7 +392,8 @@ def test_a_bad_request_gets_its_status_and_the_server_still_serves(
     client, method, path, body, status, message
 ):
     content = body if isinstance(body, str) or body is None else json.dumps(body)
-    response = client.request(method, path, content=content)
+    headers = {"Content-Type": "application/json"}
+    response = client.request(method, path, content=content, headers=headers)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert message in error
@@ -396,10 +403,27 @@ def test_a_bad_request_gets_its_status_and_the_server_still_serves(
     ]
 
 
+def test_length_limits_and_the_length_penalty_decode_as_translator_does(client, sentences):
+    settings = {"beam_size": 3, "n_best": 2, "max_length": 4, "min_length": 2, "alpha": 0.6}
+    response = client.post("/translate", json={"text": sentences[:3], **settings})
+    ckpt = checkpoint.load(GOLDEN, CPU)
+    expected = Translator(ckpt, CPU, DecodeSettings(**settings)).nbest(sentences[:3])
+    same(answered(response), hypotheses(expected))
+    assert all(len(t.split()) <= 4 for t in response.json()["translations"])
+    scores = [h["score"] for hyps in response.json()["nbest"] for h in hyps]
+    assert scores == pytest.approx([h.score for hyps in expected for _, h in hyps], abs=1e-4)
+
+
+def test_head_health_answers_without_a_body(client):
+    response = client.head("/health")
+    assert response.status_code == 200 and response.content == b""
+
+
 def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(client):
     """No Content-Length: the chunks are counted as they come."""
     chunks = (b"x" * 1000 for _ in range(100))
-    response = client.post("/translate", content=chunks)
+    headers = {"Content-Type": "application/json"}
+    response = client.post("/translate", content=chunks, headers=headers)
     assert response.status_code == 413
     assert client.post("/translate", json=GOOD).status_code == 200
 
@@ -410,8 +434,14 @@ def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(client)
 @pytest.mark.parametrize(
     "argv, fragments",
     [
-        (["--max-beam-size", "0"], ["--max-beam-size must be at least 1 (got 0)"]),
-        (["--max-wait-ms", "-1"], ["--max-wait-ms must be at least 0 (got -1.0)"]),
+        (["--max-beam-size", "0"], ["--max-beam-size must be between 1 and 1000 (got 0)"]),
+        (["--max-wait-ms", "-1"], ["--max-wait-ms must be between 0 and 1000 (got -1.0)"]),
+        (["--max-wait-ms", "nan"], ["--max-wait-ms must be between 0 and 1000 (got nan)"]),
+        (["--max-wait-ms", "inf"], ["--max-wait-ms must be between 0 and 1000 (got inf)"]),
+        (["--max-wait-ms", "1e9"], ["--max-wait-ms must be between 0 and 1000 (got 1000000000.0)"]),
+        (["--shutdown-grace-s", "nan"], ["--shutdown-grace-s must be between 0 and 3600"]),
+        (["--allowed-hosts", "a b"], ["--allowed-hosts 'a b' is not a host name or address"]),
+        (["--cors-origin", "*.org"], ["--cors-origin '*.org' is not an origin"]),
         (["--port", "70000"], ["--port must be between 0 and 65535 (got 70000)"]),
         (["--num-threads", "0"], ["--num-threads must be at least 1 (got 0)"]),
         (["--host", "not a host"], ["cannot listen on host 'not a host'", "127.0.0.1"]),
@@ -460,49 +490,101 @@ def test_bad_model_arguments_are_refused(runs, message):
 # A real process, stopped by a signal.
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_finishes_the_request_in_flight_then_exits_0(sig):
-    """The request waits 3 s for company in the batcher when the signal comes."""
-    argv = [sys.executable, "-m", "seq2seq.cli", "serve", str(GOLDEN), "--port", "0"]
-    argv += ["--device", "cpu", "--max-wait-ms", "3000", "--log-text"]
-    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(line) for line in process.stderr], daemon=True
-    ).start()
-    seen: list[str] = []
+class ServerProcess:
+    """`seq2seq serve` in a process of its own, its log lines read as they come."""
 
-    def wait_for(pattern: str) -> re.Match:
+    def __init__(self, *options: str):
+        argv = [sys.executable, "-m", "seq2seq.cli", "serve", str(GOLDEN), "--port", "0"]
+        argv += ["--device", "cpu", *options]
+        self.process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(
+            target=lambda: [self.lines.put(line) for line in self.process.stderr], daemon=True
+        ).start()
+
+    def wait_for(self, pattern: str) -> re.Match:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):
-                seen.append(lines.get(timeout=0.1))
-                if match := re.search(pattern, seen[-1]):
+                self.seen.append(self.lines.get(timeout=0.1))
+                if match := re.search(pattern, self.seen[-1]):
                     return match
-        raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(seen)}")
+        raise AssertionError(f"no line matching {pattern!r} in:\n{self.log()}")
+
+    def log(self) -> str:
+        time.sleep(0.2)  # the reader thread drains the last lines
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return "".join(self.seen)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def translate_while(server: ServerProcess, act) -> httpx.Response:
+    """Sends a request, and once the server has logged its text, calls act()."""
+    port = server.wait_for(r"serving golden on http://127\.0\.0\.1:(\d+) ")[1]
+    with ThreadPoolExecutor(1) as pool:
+        url = f"http://127.0.0.1:{port}/translate"
+        pending = pool.submit(httpx.post, url, json=SIGNALLED, timeout=60)
+        server.wait_for(r"translate with golden: \[\"Ein Mann sitzt auf einer Bank\.\"\]")
+        act()
+        return pending.result(timeout=60)
+
+
+SIGNALLED = {"text": ["Ein Mann sitzt auf einer Bank."], "beam_size": 3}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_finishes_the_request_in_flight_then_exits_0(sig):
+    """The request waits 1 s for company in the batcher when the signal comes."""
+    server = ServerProcess("--max-wait-ms", "1000", "--log-text")
+    try:
+        response = translate_while(server, lambda: server.process.send_signal(sig))
+        assert server.process.wait(timeout=60) == 0, server.log()
+    finally:
+        server.stop()
+    assert response.status_code == 200
+    expected = alone([GOLDEN], SIGNALLED["text"], beam_size=3)
+    assert response.json()["translations"] == [expected[0][0][0]]
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_answers_503_and_exits_1_without_tracebacks():
+    server = ServerProcess("--max-wait-ms", "1000", "--log-text")
+
+    def twice():
+        server.process.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        server.process.send_signal(signal.SIGINT)
 
     try:
-        port = wait_for(r"serving golden on http://127\.0\.0\.1:(\d+) ")[1]
-        with ThreadPoolExecutor(1) as pool:
-            body = {"text": ["Ein Mann sitzt auf einer Bank."], "beam_size": 3}
-            url = f"http://127.0.0.1:{port}/translate"
-            pending = pool.submit(httpx.post, url, json=body, timeout=60)
-            wait_for(r"translate with golden: \[\"Ein Mann sitzt auf einer Bank\.\"\]")
-            process.send_signal(sig)
-            response = pending.result(timeout=60)
-        assert process.wait(timeout=60) == 0, "".join(seen)
+        response = translate_while(server, twice)
+        assert server.process.wait(timeout=60) == 1, server.log()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert response.status_code == 200
-    expected = alone([GOLDEN], body["text"], beam_size=3)
-    assert response.json()["translations"] == [expected[0][0][0]]
-    time.sleep(0.2)  # the reader thread drains the last lines
-    while not lines.empty():
-        seen.append(lines.get())
-    assert "Traceback" not in "".join(seen)
+        server.stop()
+    assert response.status_code == 503
+    assert response.json() == {"error": "the server is shutting down; try again when it is back"}
+    log = server.log()
+    assert "stopped before answering 1 request(s) in flight; each got 503" in log
+    assert "Traceback" not in log and "CancelledError" not in log
+
+
+@pytest.mark.slow
+def test_an_ipv6_address_is_printed_in_brackets():
+    server = ServerProcess("--host", "::1")
+    try:
+        port = server.wait_for(r"serving golden on http://\[::1\]:(\d+) ")[1]
+        assert httpx.get(f"http://[::1]:{port}/health", timeout=30).status_code == 200
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=60) == 0
+    finally:
+        server.stop()
 
 
 # Attention models.
@@ -514,7 +596,7 @@ def attentive_server(attention_run, transformer_run):
     specs = parse_specs(
         [f"attention={attention_run}", f"transformer={transformer_run}", str(GOLDEN)]
     )
-    with running(load_models(specs, CPU), SETTINGS) as url:
+    with serving(load_models(specs, CPU), SETTINGS) as (url, _):
         yield url
 
 
@@ -606,7 +688,11 @@ def test_the_web_page_draws_the_attention_map_of_an_attention_model(
         page.goto(attentive_server + "/")
         page.wait_for_function("document.getElementById('model').options.length === 3")
         page.fill("#source", "\n".join(text))
-        page.click("#translate")  # the default model, the attention one
+        page.click("#translate")  # the default model, the attention one: no maps unless asked
+        page.wait_for_function("document.getElementById('translation').textContent !== ''")
+        assert page.query_selector_all("#attention svg") == []
+        page.check("#show-attention")
+        page.click("#translate")
         page.wait_for_function("document.querySelectorAll('#attention svg').length === 2")
         assert page.text_content("#translation") == "\n".join(m.translation for m in expected)
         for svg, wanted in zip(page.query_selector_all("#attention svg"), expected, strict=True):
@@ -618,8 +704,58 @@ def test_the_web_page_draws_the_attention_map_of_an_attention_model(
             assert cells == pytest.approx([w for row in wanted.weights for w in row], abs=1e-5)
             assert svg.bounding_box()["height"] > 24 * len(wanted.target_tokens)  # drawn, shown
         page.select_option("#model", "golden")  # an LSTM: the translation, and no map
+        assert not page.is_visible("#show-attention")
         page.click("#translate")
         page.wait_for_function(
             f"document.getElementById('translation').textContent === {json.dumps(lstm)}"
         )
         assert page.query_selector_all("#attention svg") == []
+
+
+@pytest.mark.slow
+def test_the_web_page_clears_a_stale_translation_shows_an_empty_one_and_is_busy(server, sentences):
+    with browser_page() as page:
+        page.goto(server + "/")
+        page.wait_for_function("document.getElementById('model').options.length === 3")
+        # Records whether the busy indicator ever showed, however short the request.
+        page.evaluate(
+            """new MutationObserver(() => { if (!document.getElementById('busy').hidden)
+            window.sawBusy = true; }).observe(document.getElementById('busy'),
+            { attributes: true })"""
+        )
+        page.fill("#source", f"{sentences[0]}\n\n{sentences[1]}")
+        page.click("#translate")
+        page.wait_for_function("document.getElementById('translation').textContent !== ''")
+        assert page.evaluate("window.sawBusy") is True
+        assert page.is_hidden("#busy")
+        assert page.text_content("#translation .empty") == "(empty translation)"
+        page.fill("#beam", "13")  # refused: the old translation must not stay under the error
+        page.click("#translate")
+        page.wait_for_function("document.getElementById('error').textContent !== ''")
+        assert page.text_content("#translation") == ""
+        assert page.text_content("#error").startswith("The server refused: beam_size must be")
+
+
+@pytest.mark.slow
+def test_the_web_page_says_when_the_server_is_unreachable_and_declines_huge_maps(server):
+    huge = {
+        "source_tokens": [f"s{j}" for j in range(60)],
+        "target_tokens": [f"t{i}" for i in range(60)],
+        "weights": [[1 / 60] * 60 for _ in range(60)],
+    }
+    answer = {"model": "golden", "translations": ["t0 t1"], "attention": [huge]}
+    with browser_page() as page:
+        page.goto(server + "/")
+        page.wait_for_function("document.getElementById('model').options.length === 3")
+        page.fill("#source", "Ein Mann.")
+        page.route("**/translate", lambda route: route.abort())
+        page.click("#translate")
+        page.wait_for_function("document.getElementById('error').textContent !== ''")
+        assert page.text_content("#error").startswith("Cannot reach the server")
+        page.unroute("**/translate")
+        page.route("**/translate", lambda route: route.fulfill(json=answer))
+        page.click("#translate")
+        page.wait_for_selector(".map-declined")
+        assert "3600 cells, too many to draw" in page.text_content(".map-declined")
+        assert page.query_selector_all("#attention svg") == []
+        assert page.text_content("#error") == ""

@@ -235,7 +235,7 @@ def test_adam_betas_read_from_yaml_and_round_trip(tmp_path):
         ("train.warmup_steps=0", "train.warmup_steps=0 must be at least 1"),
         ("train.weight_decay=-0.1", "train.weight_decay=-0.1 must be 0 or more"),
         ("train.label_smoothing=1.0", "train.label_smoothing=1.0 must be in [0, 1)"),
-        ("train.patience=0", "train.patience=0 must be at least 1 (or null"),
+        ("train.patience=0", "train.patience=0 must be at least 1 or null"),
         ("train.keep_checkpoints=-1", "train.keep_checkpoints=-1 must be 0 or more"),
         ("train.valid_beam_size=0", "train.valid_beam_size=0 must be at least 1"),
     ],

@@ -24,12 +24,14 @@ from seq2seq.translate import Translator
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """One n-best entry: the text, its log-probability (`<eos>` included) and the score it
-    was ranked by (the log-probability divided by the length penalty)."""
+    """One n-best entry: the text, its log-probability (`<eos>` included if it ended), the
+    score it was ranked by (the log-probability divided by the length penalty), and whether
+    it ended with `<eos>` (False: search cut it at its length limit)."""
 
     text: str
     log_prob: float
     score: float
+    ended: bool
 
 
 class Model:
@@ -81,7 +83,8 @@ class Model:
         batch_size: int = 128,
     ) -> list[Hypothesis] | list[list[Hypothesis]]:
         """The n best translations of each sentence, best first, by beam search of beam_size
-        (n if not given; at least n)."""
+        (n if not given; at least n). An empty sentence gives the empty translation, n times,
+        of the log-probability `score` gives it (docs/search.md)."""
         lines = _sentences(sentences, "sentences")
         beam_size = n if beam_size is None else beam_size
         settings = _settings(
@@ -93,7 +96,9 @@ class Model:
             batch_size=batch_size,
         )
         found = Translator(self.checkpoint, self.device, settings).nbest(lines)
-        out = [[Hypothesis(text, h.log_prob, h.score) for text, h in line] for line in found]
+        out = [
+            [Hypothesis(text, h.log_prob, h.score, h.ended) for text, h in line] for line in found
+        ]
         return out[0] if isinstance(sentences, str) else out
 
     def attention(
@@ -143,14 +148,18 @@ class Model:
         return out[0] if isinstance(sources, str) else out
 
 
-def load(path: str | Path | list[str | Path], device: str = "auto") -> Model:
-    """A run directory (its best checkpoint) or a checkpoint directory; a list of them is
-    decoded as an ensemble. device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "mps"."""
+def load(
+    path: str | Path | list[str | Path], device: str = "auto", *, quantize: str = "none"
+) -> Model:
+    """A run directory (its best checkpoint), a checkpoint directory or a CTranslate2 export
+    (`seq2seq export`); a list of runs is decoded as an ensemble. device: "auto" (cuda, then
+    mps, then cpu), "cpu", "cuda", "mps". quantize: "int8" decodes with int8 weights (PyTorch
+    dynamic quantization on the CPU, or CTranslate2's int8), "auto" where that pays, "none"."""
     paths = list(path) if isinstance(path, list | tuple) else [path]
     if not paths:
         raise Seq2SeqError("no checkpoint given; give a run directory or a list of them")
     chosen = pick_device(device)
-    return Model(load_ensemble(paths, chosen), chosen)
+    return Model(load_ensemble(paths, chosen, quantize=quantize), chosen)
 
 
 def _sentences(value, name: str) -> list[str]:

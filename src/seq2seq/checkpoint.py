@@ -40,6 +40,7 @@ from seq2seq.config import (
 from seq2seq.data.subword import subword_vocab
 from seq2seq.data.vocab import Vocab, model_sizes
 from seq2seq.errors import CheckpointError
+from seq2seq.export import manifest as export_manifest
 from seq2seq.models import Seq2SeqModel, build_model
 
 FORMAT = "seq2seq-checkpoint"
@@ -163,6 +164,11 @@ def resolve(path: str | Path) -> Path:
     """A checkpoint directory, or a run directory (meaning its best checkpoint); if a save was
     interrupted mid-swap, the whole previous checkpoint it left."""
     path = Path(path)
+    if export_manifest.is_export(path):
+        raise CheckpointError(
+            f"{path} is a CTranslate2 export, which decodes but holds no PyTorch weights; "
+            f"give the run it came from ({export_manifest.read(path).checkpoint})"
+        )
     for candidate in (path, _old(path), path / "best", _old(path / "best")):
         if (candidate / "meta.json").is_file():
             return candidate
@@ -189,11 +195,8 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
             f"{path} has checkpoint format version {meta.get('format_version')}, this seq2seq "
             f"reads version {FORMAT_VERSION}; use the seq2seq release that wrote it"
         )
-    try:
-        config = config_from_dict(yaml.safe_load((path / "config.yaml").read_text()))
-    except (OSError, yaml.YAMLError, ConfigError) as error:
-        raise CheckpointError(f"{path}/config.yaml is unusable: {one_line(error)}") from None
-    src_vocab, tgt_vocab = _read_vocabs(path, config.data)
+    config = read_config(path)
+    src_vocab, tgt_vocab = read_vocabs(path, config.data)
     model = build_model(config.model, **model_sizes(src_vocab, tgt_vocab))
     weights = _read_tensors(path / "model.safetensors")
     try:
@@ -208,7 +211,14 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
     return Checkpoint(model, config, src_vocab, tgt_vocab, meta, path)
 
 
-def _read_vocabs(path: Path, data: DataConfig) -> tuple[Vocab, Vocab]:
+def read_config(path: Path) -> Config:
+    try:
+        return config_from_dict(yaml.safe_load((path / "config.yaml").read_text()))
+    except (OSError, yaml.YAMLError, ConfigError) as error:
+        raise CheckpointError(f"{path}/config.yaml is unusable: {one_line(error)}") from None
+
+
+def read_vocabs(path: Path, data: DataConfig) -> tuple[Vocab, Vocab]:
     vocab = _read_json(path / "vocab.json")
     try:
         vocabs = {"src": Vocab(vocab["src"]), "tgt": Vocab(vocab["tgt"])}
@@ -328,20 +338,39 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
     return {"state": state, "param_groups": rest["param_groups"]}
 
 
-def load_ensemble(paths: list[str | Path], device: torch.device | str = "cpu") -> Checkpoint:
+def load_ensemble(
+    paths: list[str | Path], device: torch.device | str = "cpu", *, quantize: str = "none"
+) -> Checkpoint:
     """One checkpoint, or several averaged as an ensemble; members must read and write the same
-    vocabularies and prepare text the same way."""
+    vocabularies and prepare text the same way. A CTranslate2 export decodes alone. `quantize`:
+    "int8" decodes in int8, "auto" where that was measured to pay (quantize.py)."""
     from seq2seq.models.ensemble import Ensemble
+    from seq2seq.quantize import check_quantize, quantized
 
+    check_quantize(quantize)
+    if any(export_manifest.is_export(path) for path in paths):
+        return _load_export(paths, torch.device(device), quantize)
     members = [load(path, device) for path in paths]
     first = members[0]
     for other in members[1:]:
         _check_alike(first, other)
     if len(members) == 1:
-        return first
+        return quantized(first, quantize)
     model = Ensemble([member.model for member in members]).to(device)
     meta = {"members": [str(member.path) for member in members]}
-    return Checkpoint(model, first.config, first.src_vocab, first.tgt_vocab, meta, first.path)
+    ensemble = Checkpoint(model, first.config, first.src_vocab, first.tgt_vocab, meta, first.path)
+    return quantized(ensemble, quantize)
+
+
+def _load_export(paths: list[str | Path], device: torch.device, quantize: str) -> Checkpoint:
+    if len(paths) > 1:
+        raise CheckpointError(
+            f"{', '.join(map(str, paths))}: a CTranslate2 export decodes alone, not in an "
+            f"ensemble; drop --ensemble, or ensemble the runs they came from"
+        )
+    from seq2seq.export.load import load_export
+
+    return load_export(paths[0], device, quantize=quantize)
 
 
 def _check_alike(first: Checkpoint, other: Checkpoint) -> None:

@@ -1,5 +1,7 @@
 """Decoding whole lists of examples: batching by length, greedy or beam search as the settings
-say, and the results back in the examples' order. Written only against the model protocol.
+say, and the results back in the examples' order. Written only against the model protocol,
+except for an engine that decodes and scores whole lists itself (a CTranslate2 export,
+export/engine.py), to which the work is handed as it is.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from seq2seq.data.batching import iterate, sorted_batches
+from seq2seq.data.batching import Batch, iterate, sorted_batches
 from seq2seq.data.dataset import Example
 from seq2seq.errors import Seq2SeqError
-from seq2seq.search import Scored, beam_search, greedy_search, length_penalty, max_lengths
+from seq2seq.search import Hypothesis, beam_search, end_at_once, greedy_search, max_lengths
 
 
 @dataclass(frozen=True)
@@ -67,41 +69,50 @@ def decode_examples(
     pad: int,
     device: torch.device,
     settings: DecodeSettings = DecodeSettings(),
-) -> list[list[Scored]]:
-    """The n-best hypotheses for each example, in the examples' order. A source without tokens
-    (`<sos> <eos>`) gives n_best empty hypotheses of log-probability 0, without the model."""
+) -> list[list[Hypothesis]]:
+    """The n-best hypotheses for each example, in the examples' order (search.py says what a
+    hypothesis is). A source without tokens (`<sos> <eos>`) is not searched, whatever the
+    settings: it gives the empty hypothesis (n_best times), ended at once and scored by the
+    model (`search.end_at_once`), so an empty line translates to an empty line whose
+    log-probability is the one `score_examples` gives an empty target."""
+    if whole := getattr(model, "decode_examples", None):  # an engine decoding lists itself
+        return whole(examples, settings)
     model.eval()
-    out = [[Scored([], 0.0, 0.0) for _ in range(settings.n_best)] for _ in examples]
-    todo = [i for i, example in enumerate(examples) if len(example.src) > 2]
-    for batch in length_batches([examples[i] for i in todo], settings.batch_size, pad):
-        limits = max_lengths(
-            batch.src_lengths - 2, settings.max_length_a, settings.max_length_b, settings.max_length
-        )
-        batch = batch.to(device)
-        if settings.beam_size == 1 and settings.min_length == 0:  # greedy is beam 1, faster
-            greedy = greedy_search(
-                model, batch.src, batch.src_lengths, sos=sos, eos=eos, max_length=limits
-            )
-            nbest = [
-                [Scored(t, s, s / length_penalty(len(t) + (len(t) < limit), settings.alpha))]
-                for t, s, limit in zip(greedy.tokens, greedy.scores, limits.tolist(), strict=True)
-            ]
-        else:
-            nbest = beam_search(
-                model,
-                batch.src,
-                batch.src_lengths,
-                sos=sos,
-                eos=eos,
-                beam_size=settings.beam_size,
-                max_length=limits,
-                min_length=settings.min_length,
-                alpha=settings.alpha,
-                n_best=settings.n_best,
-            )
-        for index, hypotheses in zip(batch.indices, nbest, strict=True):
-            out[todo[index]] = hypotheses
+    out: list[list[Hypothesis]] = [[] for _ in examples]
+    searched = [i for i, example in enumerate(examples) if len(example.src) > 2]
+    empty = [i for i, example in enumerate(examples) if len(example.src) <= 2]
+    for indices, decode in ((searched, _search), (empty, _end_at_once)):
+        for batch in length_batches([examples[i] for i in indices], settings.batch_size, pad):
+            found = decode(model, batch, sos=sos, eos=eos, device=device, settings=settings)
+            for index, hypotheses in zip(batch.indices, found, strict=True):
+                out[indices[index]] = hypotheses
     return out
+
+
+def _search(model, batch: Batch, *, sos, eos, device, settings) -> list[list[Hypothesis]]:
+    """Greedy or beam search of one batch, as the settings say."""
+    limits = max_lengths(
+        batch.src_lengths - 2, settings.max_length_a, settings.max_length_b, settings.max_length
+    )
+    batch = batch.to(device)
+    options = {"sos": sos, "eos": eos, "max_length": limits, "alpha": settings.alpha}
+    if settings.beam_size == 1 and settings.min_length == 0:  # greedy is beam 1, faster
+        return greedy_search(model, batch.src, batch.src_lengths, **options)
+    return beam_search(
+        model,
+        batch.src,
+        batch.src_lengths,
+        beam_size=settings.beam_size,
+        min_length=settings.min_length,
+        n_best=settings.n_best,
+        **options,
+    )
+
+
+def _end_at_once(model, batch: Batch, *, sos, eos, device, settings) -> list[list[Hypothesis]]:
+    batch = batch.to(device)
+    options = {"sos": sos, "eos": eos, "alpha": settings.alpha, "n_best": settings.n_best}
+    return end_at_once(model, batch.src, batch.src_lengths, **options)
 
 
 def best_translations(
@@ -126,6 +137,8 @@ def score_examples(
     model, examples: list[Example], *, pad: int, device: torch.device, batch_size: int = 128
 ) -> list[float]:
     """log P(target | source) of each example, <eos> included, in the examples' order."""
+    if whole := getattr(model, "score_examples", None):  # an engine scoring lists itself
+        return whole(examples, batch_size)
     model.eval()
     out = [0.0] * len(examples)
     for batch in length_batches(examples, batch_size, pad):

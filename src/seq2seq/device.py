@@ -32,19 +32,17 @@ def pick_device(name: str) -> torch.device:
 
 
 # Model types that `auto` trains in bfloat16 on CPUs with AMX: those whose quality in bfloat16
-# was measured. The Transformer trained 1.28x faster in it on a quiet CPU
-# (benchmarks/transformer_speed.py), and bfloat16 runs showed no loss: on a GPU the recipe of
-# configs/transformer.yaml reached 38.00 BLEU at beam 5 (float32 on the CPU: 38.11), and on
-# the CPU configs/transformer_fast.yaml reached 28.62 after 4 epochs (README, Results). A new
-# model type joins the list once measured.
+# was measured. The Transformer trained faster in it on a quiet CPU
+# (benchmarks/transformer_speed.py), and bfloat16 runs showed no loss of quality, on a GPU and
+# on the CPU (docs/speed.md, docs/results.md). A new model type joins the list once measured.
 CPU_BFLOAT16_TYPES = ("lstm", "attention", "transformer")
 
 
 def pick_precision(name: str, device: torch.device, model_type: str = "lstm") -> str:
     """With "auto", bfloat16 autocast where it was measured to pay off without costing quality,
-    and float32 elsewhere. On a CPU with AMX a full tutorial epoch took 74 s against 138 s in
-    float32, and the tutorial run's test BLEU was within seed noise of float32's (README,
-    Results); the attention models trained faster in it there too, in a probe. GPUs that support
+    and float32 elsewhere. On a CPU with AMX a full tutorial epoch took far less time than in
+    float32, and the tutorial run's test BLEU was within seed noise of float32's (docs/speed.md);
+    the attention models trained faster in it there too, in a probe. GPUs that support
     bfloat16 get it for every model, older GPUs float16 with a gradient scaler. CPUs without
     AMX emulate bfloat16 or barely speed it up, and MPS autocast support varies, so they keep
     float32. float16 is for CUDA alone: CPUs have no fast float16 arithmetic."""

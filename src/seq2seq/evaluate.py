@@ -33,10 +33,13 @@ def corpus_loss(
     device: torch.device,
     teacher_forcing_ratio: float = 1.0,
     batch_size: int = 128,
-) -> float:
+) -> float | None:
     """Mean cross-entropy per target token, <eos> included (an empty target scores only its
     <eos>). A ratio of 0 feeds the decoder its own predictions for exactly the reference's
-    length (the tutorial's "test loss")."""
+    length (the tutorial's "test loss"). None where the model cannot tell (a CTranslate2
+    export has no free-running loss)."""
+    if whole := getattr(model, "corpus_loss", None):  # an engine scoring lists itself
+        return whole(examples, teacher_forcing_ratio, batch_size)
     model.eval()
     total, tokens = 0.0, 0
     for batch in length_batches(examples, batch_size, pad):
@@ -118,7 +121,7 @@ def evaluate_examples(
         "loss": loss,
         "ppl": perplexity(loss),
         "free_loss": free_loss,
-        "free_ppl": perplexity(free_loss),
+        "free_ppl": None if free_loss is None else perplexity(free_loss),
         **sacrebleu_scores(detokenized, references, lowercase=tokenizer.lowercase),
         "bleu_tokenized": tokenized_bleu(
             [tokenizer.join(tokens) for tokens in hypotheses], references, tokenizer.lang

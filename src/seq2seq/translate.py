@@ -10,7 +10,7 @@ from seq2seq.checkpoint import Checkpoint
 from seq2seq.data.dataset import Example, encode_source, encode_target
 from seq2seq.data.tokenizer import tokenizer_for
 from seq2seq.decode import DecodeSettings, decode_examples, score_examples
-from seq2seq.search import Scored
+from seq2seq.search import Hypothesis
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,10 @@ class Translator:
         self.src_tokenizer = tokenizer_for(data, "src", ckpt.src_vocab)
         self.tgt_tokenizer = tokenizer_for(data, "tgt", ckpt.tgt_vocab)
 
-    def nbest(self, lines: list[str]) -> list[list[tuple[str, Scored]]]:
+    def nbest(self, lines: list[str]) -> list[list[tuple[str, Hypothesis]]]:
         """n_best (translation, hypothesis) pairs per line, best first. A line without text
-        has no tokens, so it gives empty translations with log-probability 0."""
+        has no tokens: it gives the empty translation (n_best times), ended at once, of the
+        log-probability `score` gives it (decode.decode_examples)."""
         ckpt, vocab = self.ckpt, self.ckpt.tgt_vocab
         lines = _strip(lines)
         tokens = self.src_tokenizer.tokenize_many(lines)

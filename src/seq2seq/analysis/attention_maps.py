@@ -28,7 +28,7 @@ from seq2seq.data.dataset import Example, encode_source, encode_target
 from seq2seq.data.vocab import EOS, SOS
 from seq2seq.decode import length_batches
 from seq2seq.errors import ParameterError, Seq2SeqError
-from seq2seq.search import Scored, max_lengths
+from seq2seq.search import Hypothesis
 from seq2seq.translate import Translator
 
 
@@ -57,6 +57,11 @@ def attention_refusal(ckpt) -> str | None:
     members = ckpt.meta.get("members")
     if members:
         return f"attention maps need one model, not an ensemble of {len(members)}; give one run"
+    if ckpt.meta.get("export"):
+        return (
+            f"{ckpt.path} is a CTranslate2 export, which gives no attention maps; give the run "
+            f"it came from ({ckpt.meta['checkpoint']})"
+        )
     if not supports_attention(ckpt.model):
         return (
             f"{ckpt.path} has no attention (model.type={ckpt.config.model.type}); "
@@ -129,7 +134,7 @@ def reading_order(length: int, reversed_source: bool) -> list[int]:
 def attention_maps(
     translator: Translator,
     lines: list[str],
-    best: list[tuple[str, Scored]],
+    best: list[tuple[str, Hypothesis]],
     *,
     layer: int | None = None,
     head: int | None = None,
@@ -149,9 +154,6 @@ def attention_maps(
     batches = length_batches([examples[i] for i in todo], settings.batch_size, vocab.pad)
     for batch in batches:
         lines_in_batch = [todo[i] for i in batch.indices]
-        limits = max_lengths(
-            batch.src_lengths - 2, settings.max_length_a, settings.max_length_b, settings.max_length
-        )  # as decode_examples set them
         found = forced_attention(
             ckpt.model,
             batch.src.to(translator.device),
@@ -161,9 +163,9 @@ def attention_maps(
             layer=layer,
             head=head,
         )
-        for line, weights, limit in zip(lines_in_batch, found, limits.tolist(), strict=True):
+        for line, weights in zip(lines_in_batch, found, strict=True):
             output = [vocab.itos[i] for i in best[line][1].tokens]
-            ended = len(output) < limit  # search stops at the limit without <eos>
+            ended = best[line][1].ended
             order = reading_order(weights.size(1), data.reverse_source)
             maps[line] = AttentionMap(
                 best[line][0],
@@ -188,7 +190,7 @@ def check_plot(output: str, lines: list[str]) -> None:
 def plot_attention(
     translator: Translator,
     line: str,
-    best: tuple[str, Scored],
+    best: tuple[str, Hypothesis],
     output: str,
     *,
     layer: int | None = None,

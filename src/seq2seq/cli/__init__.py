@@ -15,6 +15,7 @@ from seq2seq.cli import (
     average,
     compare,
     evaluate,
+    export,
     plot,
     prepare,
     score,
@@ -36,6 +37,7 @@ COMMANDS = {
     "sentence-map": sentence_map,
     "compare": compare,
     "serve": serve,
+    "export": export,
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from seq2seq.errors import Seq2SeqError
 
-RUN_HELP = "run directory (uses best/) or a checkpoint directory"
+RUN_HELP = "run directory (uses best/), a checkpoint directory or a CTranslate2 export"
 
 
 def add_run_command(commands, name: str, help: str) -> argparse.ArgumentParser:
@@ -43,6 +43,16 @@ def add_decoding_options(parser: argparse.ArgumentParser, *, ensemble: bool = Tr
     )
     parser.add_argument("--batch-size", type=int, default=128, help="sentences per batch")
     add_device_option(parser)
+    if ensemble:
+        add_quantize_option(parser)
+
+
+def add_quantize_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quantize",
+        default="none",
+        help="int8: decode with int8 weights (CPU); auto: where that pays; none (default)",
+    )
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +78,7 @@ def load_runs(args, device):
     """RUN and its --ensemble members, on `device`."""
     from seq2seq import checkpoint
 
-    return checkpoint.load_ensemble([args.run, *args.ensemble], device)
+    return checkpoint.load_ensemble([args.run, *args.ensemble], device, quantize=args.quantize)
 
 
 def emit(lines: list[str], output: str | None) -> None:

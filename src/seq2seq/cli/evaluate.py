@@ -35,9 +35,13 @@ def run(args) -> int:
         return 0
     print(f"{result['split']}: {result['sentences']} sentences, checkpoint {ckpt.path}")
     print(f"loss (teacher forced)           {result['loss']:.3f}  ppl {result['ppl']:.2f}")
-    print(
-        f"loss (free running, tutorial's) {result['free_loss']:.3f}  ppl {result['free_ppl']:.2f}"
-    )
+    if result["free_loss"] is None:
+        print("loss (free running, tutorial's) n/a (a CTranslate2 export only scores targets)")
+    else:
+        print(
+            f"loss (free running, tutorial's) {result['free_loss']:.3f}  "
+            f"ppl {result['free_ppl']:.2f}"
+        )
     bleu = f"BLEU (detokenized, {'lowercased' if ckpt.config.data.lowercase else 'cased'})"
     print(f"{bleu:<32}{result['bleu']:.2f}  {result['bleu_signature']}")
     print(f"chrF                            {result['chrf']:.2f}  {result['chrf_signature']}")

@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from seq2seq.config import AttentionConfig
-from seq2seq.models.transfer import length_mask, pack, unpack
-from seq2seq.search import mixed_forcing
+from seq2seq.models.forcing import mixed_forcing
+from seq2seq.models.packing import length_mask, pack, unpack
+from seq2seq.models.rnn import rnn_layer
 
 
 @dataclass
@@ -97,18 +98,6 @@ class Attention(nn.Module):
         return weights @ memory, weights  # (B, T, H), (B, T, S)
 
 
-def _rnn(config: AttentionConfig, input_size: int, hidden_size: int, bidirectional: bool):
-    rnn_class = nn.LSTM if config.cell == "lstm" else nn.GRU
-    return rnn_class(
-        input_size,
-        hidden_size,
-        num_layers=config.num_layers,
-        dropout=config.dropout if config.num_layers > 1 else 0.0,
-        batch_first=True,
-        bidirectional=bidirectional,
-    )
-
-
 class AttentionSeq2Seq(nn.Module):
     """Bidirectional encoder, attention, and a decoder that reads the context; behind the model
     protocol (models/protocol.py)."""
@@ -129,17 +118,17 @@ class AttentionSeq2Seq(nn.Module):
         self.lstm = config.cell == "lstm"
         self.feeding = config.style == "luong" and config.input_feeding
         self.src_embedding = nn.Embedding(src_vocab_size, embedding, padding_idx=src_pad)
-        self.encoder = _rnn(config, embedding, hidden // 2, bidirectional=True)
+        self.encoder = rnn_layer(config, embedding, hidden // 2, bidirectional=True)
         # The bridge: the decoder starts from a projection of both directions' final states.
         self.bridge = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(1 + self.lstm))
         self.tgt_embedding = nn.Embedding(tgt_vocab_size, embedding, padding_idx=tgt_pad)
         self.attention = Attention(config.score, hidden)
         if config.style == "bahdanau":
-            self.decoder = _rnn(config, embedding + hidden, hidden, bidirectional=False)
+            self.decoder = rnn_layer(config, embedding + hidden, hidden)
             self.output = nn.Linear(2 * hidden + embedding, tgt_vocab_size)
         else:
             inputs = embedding + (hidden if self.feeding else 0)
-            self.decoder = _rnn(config, inputs, hidden, bidirectional=False)
+            self.decoder = rnn_layer(config, inputs, hidden)
             self.combine = nn.Linear(2 * hidden, hidden, bias=False)
             self.output = nn.Linear(hidden, tgt_vocab_size)
         self.dropout = nn.Dropout(config.dropout)

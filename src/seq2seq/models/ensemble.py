@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from seq2seq.models.forcing import mixed_forcing
 from seq2seq.models.protocol import Seq2SeqModel
-from seq2seq.search import mixed_forcing
 
 
 @dataclass

@@ -14,7 +14,7 @@ V target vocabulary.
 - `forward(src, src_lengths, tgt, teacher_forcing_ratio=1.0, generator=None) -> logits`: the
   training forward, logits (B, T-1, V) for tgt[:, 1:] given tgt (B, T). At ratio 1.0 every
   step reads the true previous token; below it, the step-by-step loop of
-  `search.mixed_forcing` (or a faster path of the model's own, tested equal to it) decides per
+  `forcing.mixed_forcing` (or a faster path of the model's own, tested equal to it) decides per
   step, from `generator`, whether a step reads the true token or the model's prediction.
 - `state.select(index) -> state`: index (B',) of batch rows to keep, repeat or reorder; the
   only way search touches a state (beam search reorders, finished sentences leave).

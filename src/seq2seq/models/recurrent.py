@@ -19,8 +19,9 @@ from torch.nn import functional as F
 
 from seq2seq.config import RecurrentConfig
 from seq2seq.models import cpu_rnn
-from seq2seq.models.transfer import pack
-from seq2seq.search import draw_gold_inputs, mixed_forcing
+from seq2seq.models.forcing import draw_gold_inputs, mixed_forcing
+from seq2seq.models.packing import pack
+from seq2seq.models.rnn import rnn_layer
 
 
 @dataclass
@@ -48,24 +49,13 @@ class RecurrentState:
         return cls(*state) if isinstance(state, tuple) else cls(state, None)
 
 
-def _rnn(config: RecurrentConfig) -> nn.Module:
-    rnn_class = nn.LSTM if config.cell == "lstm" else nn.GRU
-    return rnn_class(
-        config.embedding_size,
-        config.hidden_size,
-        num_layers=config.num_layers,
-        dropout=config.dropout if config.num_layers > 1 else 0.0,
-        batch_first=True,
-    )
-
-
 class Encoder(nn.Module):
     def __init__(self, config: RecurrentConfig, vocab_size: int, pad_id: int):
         super().__init__()
         self.p = config.dropout
         self.fast = config.cpu_fast_path
         self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=pad_id)
-        self.rnn = _rnn(config)
+        self.rnn = rnn_layer(config, config.embedding_size, config.hidden_size)
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor) -> RecurrentState:
         """src: (B, S), src_lengths: (B,) on the CPU. Padding is never read."""
@@ -87,7 +77,7 @@ class Decoder(nn.Module):
         self.p = config.dropout
         self.fast = config.cpu_fast_path
         self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=pad_id)
-        self.rnn = _rnn(config)
+        self.rnn = rnn_layer(config, config.embedding_size, config.hidden_size)
         self.output = nn.Linear(config.hidden_size, vocab_size)
 
     def forward(
@@ -167,7 +157,7 @@ class Seq2Seq(nn.Module):
         """Logits (B, T-1, V) for tgt[:, 1:], given src (B, S) and tgt (B, T).
 
         A ratio of 1.0 (the paper's training) is a single decoder call over the whole target.
-        Below it, the shared step-by-step loop (`search.mixed_forcing`) decides each step,
+        Below it, the shared step-by-step loop (`forcing.mixed_forcing`) decides each step,
         except when training on the CPU fast path: there a pass without gradients finds the
         inputs the loop would read, and one decoder call over them, with the same dropout
         masks, computes the logits (see `_read_predictions`; tests check it equals the loop).
@@ -193,7 +183,7 @@ class Seq2Seq(nn.Module):
         With these inputs and the same dropout masks, a single decoder call over the whole
         target computes exactly the logits of the step-by-step loop. On CPU that call's
         forward and backward cost far less than one oneDNN call per run, which pays for this
-        pass without gradients (measured at tf 0.5, float32: 1.44x -> 1.59x the tutorial step).
+        pass without gradients (measured: docs/speed.md).
         """
         inputs = inputs.clone()
         for start, end in _segments(gold)[:-1]:  # the last run feeds no prediction

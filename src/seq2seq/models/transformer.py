@@ -26,8 +26,8 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from seq2seq.config import TransformerConfig
-from seq2seq.models.transfer import length_mask
-from seq2seq.search import mixed_forcing
+from seq2seq.models.forcing import mixed_forcing
+from seq2seq.models.packing import length_mask
 
 
 @dataclass
@@ -102,8 +102,8 @@ def sinusoids(length: int, size: int, device=None) -> torch.Tensor:
 
 
 # On CPU, SDPA runs its math backend (matrix products and a softmax). On a quiet machine it
-# trained the tutorial-size model as fast as the flash kernel (3,059 against 3,014 target
-# tokens/s, benchmarks/transformer_speed.py --cpu-attention; README, Speed), and its backward
+# trained the tutorial-size model as fast as the flash kernel
+# (benchmarks/transformer_speed.py --cpu-attention; docs/speed.md), and its backward
 # is plain autograd. GPUs keep PyTorch's own choice.
 _CPU_BACKENDS = [SDPBackend.MATH]
 _ALL_BACKENDS = [

@@ -1,12 +1,21 @@
-"""Batching concurrent requests: requests wait at most `max_wait` seconds for others to join
-them, up to `max_sentences` sentences, and each batch is decoded in one worker thread, one group
-of equal decode settings at a time, so the event loop only ever queues and answers."""
+"""Batching concurrent requests for one model: requests wait at most `max_wait` seconds for
+others to join them, up to `max_sentences` sentences, and each batch is decoded in the model's
+own worker thread, one group of equal decode settings at a time, so the event loop only ever
+queues and answers, and a slow model never holds up another's requests.
+
+The queue is bounded (`max_queued` sentences): past it a request is refused at once with the
+time the queue needs to drain, rather than waiting behind work it cannot overtake. A request
+withdrawn while it waits (its client hung up, or its deadline passed) leaves the queue then, so
+nobody's work is decoded for nobody."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -16,11 +25,23 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# decode(key, lines) -> one result per line; key says how to decode (model and settings).
+# decode(key, lines) -> one result per line; key says how to decode (the settings).
 Decode = Callable[[Hashable, list[str]], list[Any]]
 
 
-@dataclass
+class QueueFull(Exception):
+    """The model's queue holds too many sentences; `retry_after` seconds should drain it."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+class ShuttingDown(Exception):
+    """The server stopped before this request could be decoded."""
+
+
+@dataclass(eq=False)  # one job is equal only to itself: the queue removes it by identity
 class Job:
     key: Hashable
     lines: list[str]
@@ -29,60 +50,106 @@ class Job:
 
 
 class Batcher:
-    def __init__(self, decode: Decode, *, max_sentences: int, max_wait: float):
+    def __init__(
+        self, decode: Decode, *, name: str, max_sentences: int, max_wait: float, max_queued: int
+    ):
         self.decode = decode
+        self.name = name
         self.max_sentences = max_sentences
         self.max_wait = max_wait
+        self.max_queued = max_queued
         self.batches = 0  # decode calls so far, for /health
         self.sentences = 0
+        self.refused = 0  # requests answered 503 because the queue was full
+        self.queued = 0  # sentences waiting, not yet decoding
+        self._pace = 0.01  # seconds a sentence takes to decode, smoothed; for Retry-After
         self._waiting: deque[Job] = deque()
+        self._decoding: list[Job] = []
         self._arrived = asyncio.Event()
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seq2seq-decode")
+        self._closed = False
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"decode-{name}")
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._serve())
 
     async def stop(self) -> None:
-        """Called after the server has answered every request in flight."""
+        """Called once every request in flight has been answered (or `abort` answered it)."""
+        self._closed = True
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._worker.shutdown(wait=True)
+        # A decode cut short by `abort` finishes in its thread; nobody waits for it here.
+        self._worker.shutdown(wait=False)
+
+    def abort(self) -> None:
+        """Answer every waiting and decoding request with ShuttingDown, now; the decode under
+        way finishes in its thread, for nobody."""
+        self._closed = True
+        for job in [*self._waiting, *self._decoding]:
+            if not job.future.done():
+                job.future.set_exception(ShuttingDown())
+        self._waiting.clear()
+        self.queued = 0
 
     async def submit(self, key: Hashable, lines: list[str]) -> list[Any]:
+        """The results for these lines. Cancelling the caller withdraws the request: out of
+        the queue if it still waits there, its results dropped if it is being decoded."""
+        if self._closed:
+            raise ShuttingDown()
         if not lines:
             return []
+        if self.queued and self.queued + len(lines) > self.max_queued:
+            self.refused += 1
+            raise QueueFull(min(60, math.ceil(self.queued * self._pace) + 1))
         job = Job(key, lines, asyncio.get_running_loop().create_future())
         self._waiting.append(job)
+        self.queued += len(lines)
         self._arrived.set()
-        return await job.future
+        try:
+            return await job.future
+        finally:
+            if job in self._waiting:  # withdrawn before its batch formed
+                self._waiting.remove(job)
+                self.queued -= len(lines)
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            jobs = await self._next_batch()
+            self._decoding = await self._next_batch()
+            self.queued -= sum(len(job.lines) for job in self._decoding)
             groups: dict[Hashable, list[Job]] = {}
-            for job in jobs:
+            for job in self._decoding:
                 groups.setdefault(job.key, []).append(job)
             for key, group in groups.items():
-                lines = [line for job in group for line in job.lines]
-                try:
-                    results = await loop.run_in_executor(self._worker, self.decode, key, lines)
-                except Exception as error:  # answered as a 500; the server goes on
-                    log.exception("decoding a batch of %d sentences failed", len(lines))
-                    for job in group:
-                        if not job.future.done():
-                            job.future.set_exception(error)
-                    continue
-                self.batches += 1
-                self.sentences += len(lines)
-                start = 0
-                for job in group:
-                    if not job.future.done():  # a cancelled request has nobody to answer
-                        job.future.set_result(results[start : start + len(job.lines)])
-                    start += len(job.lines)
+                group = [job for job in group if not job.future.done()]  # withdrawn meanwhile
+                if group:
+                    await self._decode(loop, key, group)
+            self._decoding = []
+            if not self._waiting:  # idle: hand the batch's memory back to the system
+                await loop.run_in_executor(self._worker, release_memory)
+
+    async def _decode(self, loop, key: Hashable, group: list[Job]) -> None:
+        lines = [line for job in group for line in job.lines]
+        started = time.monotonic()
+        try:
+            results = await loop.run_in_executor(self._worker, self.decode, key, lines)
+        except Exception as error:  # answered by the app (a 500, or its own 4xx); we go on
+            if not isinstance(error, Refusal):
+                log.exception("decoding a batch of %d sentences failed", len(lines))
+            for job in group:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            return
+        self._pace = 0.8 * self._pace + 0.2 * (time.monotonic() - started) / len(lines)
+        self.batches += 1
+        self.sentences += len(lines)
+        start = 0
+        for job in group:
+            if not job.future.done():  # a withdrawn request has nobody to answer
+                job.future.set_result(results[start : start + len(job.lines)])
+            start += len(job.lines)
 
     async def _next_batch(self) -> list[Job]:
         """The oldest waiting jobs, once `max_sentences` sentences wait or the oldest job has
@@ -90,17 +157,47 @@ class Batcher:
         while not self._waiting:
             self._arrived.clear()
             await self._arrived.wait()
-        deadline = self._waiting[0].arrived + self.max_wait
-        while sum(len(job.lines) for job in self._waiting) < self.max_sentences:
-            left = deadline - time.monotonic()
+        while self.queued < self.max_sentences:
+            left = self._waiting[0].arrived + self.max_wait - time.monotonic()
             if left <= 0:
                 break
             self._arrived.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)
+            if not self._waiting:  # every waiting request was withdrawn
+                return await self._next_batch()
         jobs = [self._waiting.popleft()]
         size = len(jobs[0].lines)
         while self._waiting and size + len(self._waiting[0].lines) <= self.max_sentences:
             jobs.append(self._waiting.popleft())
             size += len(jobs[-1].lines)
         return jobs
+
+
+class Refusal(Exception):
+    """A decode that found the request beyond a limit it could only check while decoding (the
+    size of its attention maps): answered with `status` and `message`, not logged as a
+    failure."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def release_memory() -> None:
+    """Return freed heap pages to the system (glibc keeps them for reuse otherwise, so a burst
+    of large requests would leave the server at its peak size for good)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc():
+    name = ctypes.util.find_library("c")
+    with contextlib.suppress(OSError):
+        libc = ctypes.CDLL(name)
+        if hasattr(libc, "malloc_trim"):
+            return libc
+    return None
+
+
+_LIBC = _load_libc()

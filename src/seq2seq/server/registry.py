@@ -80,10 +80,14 @@ def _parse_spec(text: str) -> Spec:
     return Spec(name, paths)
 
 
-def load_models(specs: list[Spec], device: torch.device) -> dict[str, ServedModel]:
+def load_models(
+    specs: list[Spec], device: torch.device, *, quantize: str = "none"
+) -> dict[str, ServedModel]:
+    """Each spec's model: a run, an ensemble or a CTranslate2 export (checkpoint.load_ensemble),
+    quantized as `quantize` says."""
     models = {}
     for spec in specs:
-        ckpt = checkpoint.load_ensemble(list(spec.paths), device)
+        ckpt = checkpoint.load_ensemble(list(spec.paths), device, quantize=quantize)
         attention = attention_refusal(ckpt) is None
         models[spec.name] = ServedModel(spec.name, Translator(ckpt, device), attention)
     return models

@@ -1,9 +1,11 @@
 """Running the server: bind the port first (a port in use is one line, before any model loads),
 load the models once, then serve with uvicorn until SIGINT or SIGTERM, which finish the
-requests in flight and return normally."""
+requests in flight within the grace time and return normally. Past the grace time, or at a
+second Ctrl-C, the requests still in flight are answered 503 and the exit status is 1."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -16,6 +18,8 @@ import uvicorn
 
 from seq2seq.errors import Seq2SeqError
 from seq2seq.server.app import build_app
+from seq2seq.server.connections import timed_protocol
+from seq2seq.server.origin import url, warn_if_exposed
 from seq2seq.server.registry import load_models, parse_specs
 from seq2seq.server.settings import ServerSettings
 
@@ -29,19 +33,41 @@ def serve(
     port: int = 8000,
     device: torch.device,
     settings: ServerSettings = ServerSettings(),
-) -> None:
+    quantize: str = "none",
+) -> int:
+    """Serves until stopped; the exit status: 0, or 1 if requests were cut short."""
     specs = parse_specs(runs)
     sock = bind(host, port)
     try:
-        models = load_models(specs, device)
-        # log_config=None: uvicorn's lines go through the project's logging, like every other.
-        config = uvicorn.Config(build_app(models, settings), log_config=None, lifespan="on")
-        port = sock.getsockname()[1]
+        models = load_models(specs, device, quantize=quantize)
+        server = GracefulServer(uvicorn_config(build_app(models, settings, host), settings))
         names = ", ".join(models)
-        log.info("serving %s on http://%s:%d (Ctrl-C or SIGTERM stops)", names, host, port)
-        GracefulServer(config).run(sockets=[sock])
+        warn_if_exposed(host, settings)
+        address = url(host, sock.getsockname()[1])
+        log.info("serving %s on %s (Ctrl-C or SIGTERM stops)", names, address)
+        server.run(sockets=[sock])
     finally:
         sock.close()
+    if server.cut_short:
+        log.error(
+            "stopped before answering %d request(s) in flight; each got 503", server.cut_short
+        )
+        return 1
+    return 0
+
+
+def uvicorn_config(app, settings: ServerSettings) -> uvicorn.Config:
+    # log_config=None: uvicorn's lines go through the project's logging, like every other.
+    return uvicorn.Config(
+        app,
+        log_config=None,
+        lifespan="on",
+        http=timed_protocol(settings.header_timeout_s, settings.body_timeout_s),
+        timeout_keep_alive=settings.keep_alive_s,
+        # The grace time is GracefulServer's: uvicorn's own would cancel the requests in
+        # flight, each a traceback and a plain-text 500.
+        timeout_graceful_shutdown=None,
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -74,9 +100,19 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class GracefulServer(uvicorn.Server):
-    """uvicorn's server, except that after a graceful shutdown on SIGINT or SIGTERM it returns
-    instead of raising the signal again (which would end the process with the signal's status
-    rather than 0). A second Ctrl-C still forces the exit."""
+    """uvicorn's server, except that:
+    - after a graceful shutdown on SIGINT or SIGTERM it returns instead of raising the signal
+      again (which would end the process with the signal's status rather than 0);
+    - the shutdown is bounded: once `shutdown_grace_s` has passed, or at a second Ctrl-C,
+      every request still in flight is answered 503 by the app's `abort`, and `cut_short`
+      counts them."""
+
+    def __init__(self, config: uvicorn.Config):
+        super().__init__(config)
+        self.shutdown_grace_s = config.app.state.settings.shutdown_grace_s
+        self.cut_short = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._rest: asyncio.Future | None = None
 
     @contextlib.contextmanager
     def capture_signals(self):
@@ -90,3 +126,38 @@ class GracefulServer(uvicorn.Server):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        if self.force_exit and self._loop is not None:  # a second Ctrl-C while stopping
+            self._loop.call_soon_threadsafe(self._force)
+
+    async def shutdown(self, sockets=None) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.force_exit:  # the second Ctrl-C came before the shutdown began
+            self._force()
+        timer = self._loop.call_later(self.shutdown_grace_s, self._force)
+        try:
+            await super().shutdown(sockets)  # returns once the rest are answered, if forced
+        finally:
+            timer.cancel()
+        if self._rest is not None:
+            await self._rest
+            await self.lifespan.shutdown()  # uvicorn skips it when forced
+
+    def _force(self) -> None:
+        if self._rest is None:
+            log.warning("stopping now: requests still in flight get 503")
+            self.force_exit = True
+            self._rest = asyncio.ensure_future(self._answer_the_rest())
+
+    async def _answer_the_rest(self) -> None:
+        self.cut_short = len(self.server_state.tasks)
+        self.config.app.state.abort()
+        for _ in range(40):  # 2 s for each to send its 503
+            if not self.server_state.tasks:
+                break
+            await asyncio.sleep(0.05)
+        # What is left waits for a body that has not come: closed, which ends its task too.
+        for connection in list(self.server_state.connections):
+            connection.transport.close_now()

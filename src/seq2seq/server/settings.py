@@ -1,37 +1,97 @@
-"""The server's limits and batching, one field per `seq2seq serve` option. Kept apart from the
-server so the CLI can build its options from them without importing FastAPI."""
+"""The server's limits, timeouts and origin rules, one field per `seq2seq serve` option. Kept
+apart from the server so the CLI can build its options from them without importing FastAPI.
+
+Every number has a range, checked when the settings are made: a client must never be able to
+hold the server through a value its operator mistyped (`--max-wait-ms 1e9` would make every
+request wait 11 days, and SIGTERM wait for them)."""
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field, fields
 
 from seq2seq.errors import Seq2SeqError
 
+# As Starlette's TrustedHostMiddleware reads them: a name, `*.` and a name, or an address (an
+# IPv6 one in brackets, as a Host header carries it).
+HOST = re.compile(r"(\*\.)?[A-Za-z0-9.-]+|\*|\[[0-9A-Fa-f:.]+\]")
+ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?")
 
-def _option(default, help: str):
-    return field(default=default, metadata={"help": help})
+
+def _option(default, help: str, least=None, most=None):
+    return field(default=default, metadata={"help": help, "least": least, "most": most})
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Limits on everything a client controls, and how requests are batched."""
+    """Limits on everything a client controls, how requests are batched and queued, and whom
+    the server answers."""
 
-    max_body_bytes: int = _option(1 << 20, "larger request bodies get 413")
-    max_sentences: int = _option(64, "sentences per request")
-    max_characters: int = _option(1000, "characters per sentence")
-    max_beam_size: int = _option(12, "largest beam a request may ask for")
-    max_batch_sentences: int = _option(64, "sentences decoded together at most")
-    max_wait_ms: float = _option(5.0, "how long a request waits for others to batch with")
+    max_body_bytes: int = _option(1 << 20, "larger request bodies get 413", 1, 1 << 30)
+    max_sentences: int = _option(64, "sentences per request", 1, 100_000)
+    max_characters: int = _option(1000, "characters per sentence", 1, 1_000_000)
+    max_beam_size: int = _option(12, "largest beam a request may ask for", 1, 1000)
+    max_attention_cells: int = _option(
+        20_000, "attention weights (source x output tokens) in one response; more get 413", 1, 10**8
+    )
+    max_batch_sentences: int = _option(64, "sentences decoded together at most", 1, 100_000)
+    max_wait_ms: float = _option(5.0, "how long a request waits for others to batch with", 0, 1000)
+    max_queue_sentences: int = _option(
+        256, "sentences waiting for each model; a request beyond gets 503", 1, 10**7
+    )
+    request_timeout_s: float = _option(
+        30.0, "a request not answered by then gets 503 and its work is dropped", 0.1, 3600
+    )
+    header_timeout_s: float = _option(
+        10.0, "a connection whose request headers have not all come by then is closed", 0.1, 3600
+    )
+    body_timeout_s: float = _option(
+        30.0, "a request whose body has not all come by then gets 408", 0.1, 3600
+    )
+    keep_alive_s: int = _option(5, "an idle kept-alive connection is closed after it", 1, 3600)
+    shutdown_grace_s: float = _option(
+        10.0, "on SIGTERM or Ctrl-C, how long requests in flight may take to finish", 0, 3600
+    )
+    allowed_hosts: tuple[str, ...] = _option(
+        (), "a Host header the server answers (repeat it; default: the bound address, localhost)"
+    )
+    cors_origin: tuple[str, ...] = _option(
+        (), "an origin whose pages may call the API from a browser (repeat it; default: none)"
+    )
     log_text: bool = _option(False, "log the texts it translates (never logged otherwise)")
 
     def __post_init__(self):
-        for item in fields(self):
-            value, least = getattr(self, item.name), 0 if item.name == "max_wait_ms" else 1
-            if item.type != "bool" and value < least:
-                raise Seq2SeqError(f"{option(item.name)} must be at least {least} (got {value})")
+        for item in numeric_fields():
+            value = getattr(self, item.name)
+            least, most = item.metadata["least"], item.metadata["most"]
+            if not math.isfinite(value) or not least <= value <= most:
+                raise Seq2SeqError(
+                    f"{option(item.name)} must be between {least} and {most} (got {value})"
+                )
+        for host in self.allowed_hosts:
+            if not HOST.fullmatch(host):
+                raise Seq2SeqError(
+                    f"--allowed-hosts {host!r} is not a host name or address; give one such as "
+                    f"example.org, *.example.org, 192.168.1.5 or [::1], without a port"
+                )
+        for origin in self.cors_origin:
+            if not ORIGIN.fullmatch(origin):
+                raise Seq2SeqError(
+                    f"--cors-origin {origin!r} is not an origin; give one such as "
+                    f"https://example.org or http://localhost:3000, without a path"
+                )
 
     def limits(self) -> dict:
-        return {item.name: getattr(self, item.name) for item in fields(self) if item.type != "bool"}
+        """What `GET /models` tells a client: the numbers that bound its requests."""
+        names = ("max_body_bytes", "max_sentences", "max_characters", "max_beam_size")
+        names += ("max_attention_cells", "max_batch_sentences", "max_wait_ms")
+        names += ("max_queue_sentences", "request_timeout_s")
+        return {name: getattr(self, name) for name in names}
+
+
+def numeric_fields():
+    return [item for item in fields(ServerSettings) if item.type in ("int", "float")]
 
 
 def option(name: str) -> str:

@@ -1,4 +1,5 @@
-"""Moving what the CPU knows (source lengths) to the GPU without stopping it.
+"""Packing padded batches for the RNNs, and length masks, without stopping the GPU: what the
+CPU knows (source lengths) goes to the GPU without a wait.
 
 A copy from ordinary host memory to a GPU waits for the GPU's queue of work to drain; so do
 `pack_padded_sequence(..., enforce_sorted=False)` (it copies its sort order that way) and

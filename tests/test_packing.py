@@ -1,4 +1,4 @@
-"""Packing without host syncs (models/transfer.py) gives what PyTorch's own calls give: the
+"""Packing without host syncs (models/packing.py) gives what PyTorch's own calls give: the
 same packed data, final states and padded outputs, in batch order. On a GPU too, where
 one is present (the GPU is where the difference matters)."""
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seq2seq.models.transfer import length_mask, pack, to_device, unpack
+from seq2seq.models.packing import length_mask, pack, to_device, unpack
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
