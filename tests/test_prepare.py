@@ -18,6 +18,7 @@ import pytest
 from conftest import CONFIGS, MULTI30K, ROOT, cli
 
 from seq2seq.config import ConfigError, DataConfig, load_config
+from seq2seq.data import ids as ids_module
 from seq2seq.data import prepare as prepare_module
 from seq2seq.data import reading
 from seq2seq.data.dataset import load_split
@@ -176,7 +177,7 @@ def test_an_interrupted_preparation_leaves_nothing_and_a_rerun_prepares(
 ):
     write(tmp_path / "data", "train", multi30k(300, "de"), multi30k(300, "en"))
     monkeypatch.setattr(prepare_module, "read_chunks", _small_chunks)
-    real, calls = prepare_module.SideWriter.add, []
+    real, calls = ids_module.SideWriter.add, []
 
     def add(self, *args):
         calls.append(1)
@@ -184,14 +185,14 @@ def test_an_interrupted_preparation_leaves_nothing_and_a_rerun_prepares(
             raise interruption
         real(self, *args)
 
-    monkeypatch.setattr(prepare_module.SideWriter, "add", add)
+    monkeypatch.setattr(ids_module.SideWriter, "add", add)
     expected = DataError if isinstance(interruption, OSError) else KeyboardInterrupt
     with pytest.raises(expected) as error:
         prepare(config(tmp_path / "data"))
     if expected is DataError:
         assert "no space left on the device" in str(error.value)
     assert _folders(tmp_path) == []
-    monkeypatch.setattr(prepare_module.SideWriter, "add", real)
+    monkeypatch.setattr(ids_module.SideWriter, "add", real)
     assert len(prepare(config(tmp_path / "data"))) == 300
 
 
