@@ -119,7 +119,7 @@ def test_batches_cover_every_example_exactly_once(lengths, size, unit, seed):
         for batch in batches:
             longest = max(max(len(examples[i].src), len(examples[i].tgt)) for i in batch)
             cost = len(batch) if unit == "sentences" else longest * len(batch)
-            assert batch and (cost <= size or len(batch) == 1)
+            assert len(batch) and (cost <= size or len(batch) == 1)
 
 
 # Translation with the golden checkpoint: a line is a line, so no '\n' inside one.

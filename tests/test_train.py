@@ -12,7 +12,6 @@ import torch
 from conftest import CONFIGS
 
 from seq2seq.config import ConfigError, config_from_dict, config_to_dict, load_config
-from seq2seq.data.batching import iterate
 from seq2seq.device import pick_precision
 from seq2seq.training import Trainer
 from seq2seq.training.optim import lr_factor, make_optimizer
@@ -90,7 +89,7 @@ def test_training_minimises_the_smoothed_loss_and_reports_plain_cross_entropy(
     trainer = Trainer(load_config(CONFIGS / "tiny.yaml", overrides))
     pad, model = trainer.data.tgt_vocab.pad, trainer.model.train()
     batches = trainer._epoch_batches(random.Random(0))[:1]
-    (batch,) = iterate(trainer.data.train, batches, trainer.data.src_vocab.pad, pad)
+    batch = trainer._batch(batches[0])
     logits = model(batch.src, batch.src_lengths, batch.tgt, 1.0).flatten(0, 1)
     gold = batch.tgt[:, 1:].flatten()
     smoothed = torch.nn.functional.cross_entropy(

@@ -17,6 +17,7 @@ from seq2seq.cli import (
     evaluate,
     export,
     plot,
+    prepare,
     score,
     sentence_map,
     serve,
@@ -27,6 +28,7 @@ from seq2seq.errors import ParameterError, Seq2SeqError, TrainingInterrupted
 
 COMMANDS = {
     "train": train,
+    "prepare": prepare,
     "average": average,
     "evaluate": evaluate,
     "translate": translate,

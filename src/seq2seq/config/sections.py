@@ -28,10 +28,17 @@ class DataConfig:
     )
     src_lang: str = key("de", "The source language: the suffix of the source files.")
     tgt_lang: str = key("en", "The target language: the suffix of the target files.")
-    train: str = key(
+    train: str | tuple[str, ...] = key(
         "train",
         "The training split: a path prefix relative to `dir`, whose files are "
-        "{prefix}.{lang}[.gz].",
+        "{prefix}.{lang}[.gz]; or a list of them, several corpora prepared together under "
+        "one vocabulary.",
+    )
+    train_weights: tuple[float, ...] | None = key(
+        None,
+        "Each training corpus's share of an epoch's pairs, one weight per prefix of `train` "
+        "(null: every pair once an epoch); a corpus short of its share is repeated.",
+        above=0,
     )
     valid: str = key("val", "The validation split's path prefix, as `train`.")
     test: str = key("test_2016_flickr", "The test split's path prefix, as `train`.")
@@ -74,11 +81,41 @@ class DataConfig:
         "Use only the first N training sentence pairs (null: all); for quick trials and tests.",
         low=1,
     )
+    num_workers: int | None = key(
+        None,
+        "Preparation (`seq2seq prepare`, or `seq2seq train` when the prepared corpus is "
+        "missing): the processes that tokenize (null: one per core).",
+        low=1,
+    )
+    filter_empty: bool = key(
+        True, "Preparation drops training pairs with an empty side (evaluation splits: never)."
+    )
+    filter_long: bool = key(
+        False,
+        "Preparation drops training pairs with a side longer than `max_length` tokens "
+        "(false: such sides are truncated).",
+    )
+    max_length_ratio: float | None = key(
+        None,
+        "Preparation drops training pairs whose longer side has more than this many times the "
+        "tokens of the shorter (null: no such filter).",
+        low=1,
+    )
+    filter_duplicates: bool = key(
+        False, "Preparation drops exact repeats of an earlier training pair (both sides)."
+    )
 
     def problems(self) -> list[str]:
+        problems = []
         if self.src_lang == self.tgt_lang:
-            return [f"data.src_lang and data.tgt_lang are both {self.src_lang!r}"]
-        return []
+            problems.append(f"data.src_lang and data.tgt_lang are both {self.src_lang!r}")
+        prefixes = (self.train,) if isinstance(self.train, str) else self.train
+        if self.train_weights is not None and len(self.train_weights) != len(prefixes):
+            problems.append(
+                f"data.train_weights has {len(self.train_weights)} weights for "
+                f"{len(prefixes)} training corpora in data.train; give one weight per corpus"
+            )
+        return problems
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from seq2seq.data.tokenizer import (
     tokenizer_for,
 )
 from seq2seq.data.vocab import Vocab
+from seq2seq.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,13 @@ class Example:
 
 def split_prefix(config: DataConfig, name: str) -> str:
     """`train`, `valid`/`val` and `test` name the configured splits; anything else is a prefix."""
+    if name == "train" and not isinstance(config.train, str):
+        if len(config.train) > 1:
+            raise DataError(
+                f"data.train lists {len(config.train)} corpora ({', '.join(config.train)}); "
+                f"name one of them as the split"
+            )
+        return config.train[0]
     aliases = {
         "train": config.train,
         "valid": config.valid,
@@ -107,14 +116,20 @@ def build_vocabs(config: DataConfig, train: Split) -> tuple[Vocab, Vocab]:
 
 
 def encode_source(tokens: list[str], vocab: Vocab, config: DataConfig) -> list[int]:
-    ids = vocab.encode(tokens[: config.max_length])
-    if config.reverse_source:
-        ids.reverse()  # Sutskever et al. (2014), section 3.3: reversing the source helps.
-    return [vocab.sos, *ids, vocab.eos]
+    return frame(vocab.encode(tokens[: config.max_length]), vocab, config, source=True)
 
 
 def encode_target(tokens: list[str], vocab: Vocab, config: DataConfig) -> list[int]:
-    return [vocab.sos, *vocab.encode(tokens[: config.max_length]), vocab.eos]
+    return frame(vocab.encode(tokens[: config.max_length]), vocab, config, source=False)
+
+
+def frame(ids: list[int], vocab: Vocab, config: DataConfig, *, source: bool) -> list[int]:
+    """`<sos> ids <eos>`, the ids cut to `data.max_length` and, on the source side, reversed
+    if configured."""
+    ids = ids[: config.max_length]
+    if source and config.reverse_source:
+        ids.reverse()  # Sutskever et al. (2014), section 3.3: reversing the source helps.
+    return [vocab.sos, *ids, vocab.eos]
 
 
 def numericalize(
@@ -163,8 +178,13 @@ def _subword_text(config: DataConfig, lines: list[str], path: Path, lang: str) -
 
 
 def _train_cached(config: DataConfig, lines: list[str], name: str) -> Vocab:
+    return train_cached(config, hashlib.sha256("\n".join(lines).encode()), lines, name, len(lines))
+
+
+def train_cached(config: DataConfig, digest, lines: Iterable[str], name: str, count: int) -> Vocab:
+    """The SentencePiece vocabulary of `count` lines, trained or read from the cache; `digest`
+    is the SHA-256 of the lines joined by newlines, which keys the cache."""
     settings = {"model_type": config.sp_model_type, "vocab_size": config.vocab_size}
-    digest = hashlib.sha256("\n".join(lines).encode())
     digest.update(f"{CACHE_FORMAT}|{subword.cache_key(**settings)}".encode())
     cache_file = cache_dir() / "subword" / f"{digest.hexdigest()[:32]}.model"
     if cache_file.is_file():
@@ -176,11 +196,11 @@ def _train_cached(config: DataConfig, lines: list[str], name: str) -> Vocab:
         "training a SentencePiece %s model of %d pieces on %d lines of %s (cached for later runs)",
         config.sp_model_type,
         config.vocab_size,
-        len(lines),
+        count,
         name,
     )
     model = subword.train(lines, **settings, name=name)
-    _write_atomic(cache_file, model)
+    write_atomic(cache_file, model)
     return subword.subword_vocab(model)
 
 
@@ -207,11 +227,11 @@ def _tokenize_cached(
         tokens = tokenizer.encode(prepared)
     else:
         tokens = tokenizer.tokenize_many(lines)
-    _write_atomic(cache_file, gzip.compress(json.dumps(tokens, ensure_ascii=False).encode()))
+    write_atomic(cache_file, gzip.compress(json.dumps(tokens, ensure_ascii=False).encode()))
     return tokens
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")

@@ -35,13 +35,15 @@ def read_stdin() -> list[str]:
     return split_lines(sys.stdin.buffer.read(), "standard input")
 
 
-def split_lines(data: bytes, source: str) -> list[str]:
-    """Lines of UTF-8 bytes; `source` names them in the error for bad UTF-8."""
-    data = data.removeprefix(b"\xef\xbb\xbf")  # a BOM, as Windows editors write
+def split_lines(data: bytes, source: str, first_line: int = 1) -> list[str]:
+    """Lines of UTF-8 bytes; `source` names them in the error for bad UTF-8, counting from
+    `first_line` (a chunk of a file read in pieces starts further on)."""
+    if first_line == 1:
+        data = data.removeprefix(b"\xef\xbb\xbf")  # a BOM, as Windows editors write
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
+        line = data.count(b"\n", 0, error.start) + first_line
         byte = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
         raise DataError(
             f"{source} line {line} is not valid UTF-8 (byte {byte}); "

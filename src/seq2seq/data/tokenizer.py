@@ -162,6 +162,12 @@ class SentencePieceTokenizer:
         words = self.pretokenizer.tokenize_many(texts) if self.pretokenizer else None
         return self.encode(sentencepiece_input(texts, lowercase=self.lowercase, words=words))
 
+    def ids_many(self, texts: list[str]) -> list[list[int]]:
+        """The piece ids of each text: the indices of its pieces in the vocabulary."""
+        words = self.pretokenizer.tokenize_many(texts) if self.pretokenizer else None
+        prepared = sentencepiece_input(texts, lowercase=self.lowercase, words=words)
+        return self._processor.encode(prepared, out_type=int)
+
     def encode(self, prepared: list[str]) -> list[list[str]]:
         """The pieces of text prepared by `sentencepiece_input`."""
         return self._processor.encode(prepared, out_type=str)
@@ -223,4 +229,8 @@ def _clean(text: str) -> str:
     """NFC-normalise and turn control characters into spaces, so they never become tokens."""
     # Lone surrogates (possible from Python callers, never from UTF-8 files) would crash spaCy.
     text = unicodedata.normalize("NFC", text.encode("utf-8", "replace").decode("utf-8"))
-    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
+    return text.translate(_CONTROLS_AS_SPACES)
+
+
+# Unicode's control characters (category Cc) are exactly U+0000-U+001F and U+007F-U+009F.
+_CONTROLS_AS_SPACES = {code: " " for code in [*range(0x20), *range(0x7F, 0xA0)]}

@@ -33,6 +33,14 @@ class Vocab:
     ) -> Vocab:
         """Keep tokens seen at least `min_freq` times; ties in frequency sort alphabetically."""
         counts = Counter(token for sentence in sentences for token in sentence)
+        return cls.from_counts(counts, min_freq=min_freq, max_size=max_size)
+
+    @classmethod
+    def from_counts(
+        cls, counts: Counter, *, min_freq: int = 2, max_size: int | None = None
+    ) -> Vocab:
+        """`build` from the tokens' counts, as a streaming pass over a corpus makes them."""
+        counts = Counter(counts)
         for special in SPECIALS:
             counts.pop(special, None)
         kept = sorted(

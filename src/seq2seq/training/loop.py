@@ -113,7 +113,8 @@ class Trainer:
         distributed.barrier()  # every process has checked the run directory before it changes
         if distributed.is_main():
             rundir.prepare(self.config)
-        batches = len(self._epoch_batches(random.Random(0)))
+        train = self.config.train
+        batches = self.data.train.batch_count(train.batch_size, train.batch_unit)
         log.info(
             "%s",
             start_line(
@@ -140,7 +141,7 @@ class Trainer:
         self.report.close()
         return record
 
-    def _next_epoch(self) -> list[list[int]] | None:
+    def _next_epoch(self) -> list[np.ndarray] | None:
         """The batches of the epoch to train on next (a new one, or the one a resume left
         unfinished), or None when `train.epochs` are done or patience has run out. A stopped
         run stays stopped on resume: more `train.epochs` do not restart it, a larger
@@ -168,7 +169,7 @@ class Trainer:
             return None  # a fractional last epoch, already trained
         return batches  # (a whole epoch stopped after its last step still needs its record)
 
-    def _run_batches(self, batches: list[list[int]], end: int, stop: dict) -> None:
+    def _run_batches(self, batches: list[np.ndarray], end: int, stop: dict) -> None:
         """Train on the epoch's `batches` from `progress.position` to `end`, saving and
         stopping cleanly if a signal asks any process to.
 
@@ -203,7 +204,7 @@ class Trainer:
                     f"CONFIG name={self.config.name} resume=true"
                 )
 
-    def _record(self, batches: list[list[int]]) -> dict:
+    def _record(self, batches: list[np.ndarray]) -> dict:
         progress = self.progress
         loss = progress.epoch_loss / max(progress.epoch_tokens, 1)
         seconds = progress.epoch_seconds
@@ -213,7 +214,7 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_loss": loss,
             "train_ppl": perplexity(loss),
-            "padding": padding_share(self.data.train, batches),
+            "padding": padding_share(self.data.train.lengths, batches),
             "precision": self.precision,
             "seconds": seconds,
             "tokens_per_second": progress.epoch_tokens / seconds if seconds else 0.0,
@@ -268,20 +269,21 @@ class Trainer:
         share = self.config.train.epochs - (self.progress.epoch - 1)
         return batches if share >= 1.0 else round(share * batches)
 
-    def _epoch_batches(self, rng: random.Random) -> list[list[int]]:
-        train = self.config.train
+    def _epoch_batches(self, rng: random.Random) -> list[np.ndarray]:
+        train, corpus = self.config.train, self.data.train
+        order = corpus.epoch_order(rng)
         return bucket_batches(
-            self.data.train, size=train.batch_size, unit=train.batch_unit, rng=rng
+            corpus.lengths, size=train.batch_size, unit=train.batch_unit, rng=rng, order=order
         )
 
     def _batch(self, indices: list[int]) -> Batch:
-        examples = [self.data.train[i] for i in indices]
+        examples = self.data.train.examples(indices)
         pin = self.device.type == "cuda"
         pads = self.data.src_vocab.pad, self.data.tgt_vocab.pad
         return collate(examples, indices, *pads, pin=pin).to(self.device)
 
     def _target_tokens(self, indices: list[int]) -> int:
-        return sum(len(self.data.train[i].tgt) - 1 for i in indices)
+        return self.data.train.target_tokens(indices)
 
     def _scaler_state(self) -> torch.amp.GradScaler | None:
         """The gradient scaler, where it has a state worth saving: in float16."""

@@ -1,0 +1,319 @@
+"""Preparing the training corpora once: tokenized in parallel, filtered, counted, written as a
+prepared corpus (data/prepared.py) that every later run maps instead of reading text.
+
+The input streams through a pool of `data.num_workers` processes in chunks of lines; this
+process keeps only running counts, the pairs' lengths and one chunk's ids at a time. spaCy's
+vocabulary is known only at the end, so the first pass writes provisional ids (numbered in
+order of first appearance) and counts them, and a second pass over those ids, in numpy,
+turns them into vocabulary ids. SentencePiece's models are trained first (on a text file
+streamed out of the corpus), so its single pass writes final ids.
+
+The prepared folder is keyed by everything its contents depend on: the inputs' SHA-256, the
+settings, the format and library versions. A run with the same key finds it and starts at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import sentencepiece
+import spacy
+
+from seq2seq.config import DataConfig
+from seq2seq.data.corpus import cache_dir, data_dirs, locate_split
+from seq2seq.data.dataset import train_cached, write_atomic
+from seq2seq.data.filters import REASONS, Filters, FilterState
+from seq2seq.data.ids import Provisional, SideWriter
+from seq2seq.data.prepared import (
+    FORMAT_VERSION,
+    MANIFEST,
+    SIDES,
+    PreparedCorpus,
+    PreparedError,
+    id_dtype,
+    open_prepared,
+    save_vocab,
+)
+from seq2seq.data.reading import read_chunks
+from seq2seq.data.vocab import Vocab
+from seq2seq.data.workers import (
+    ChunkIds,
+    WorkerSettings,
+    default_workers,
+    ordered_map,
+    subword_text_chunk,
+    tokenize_chunk,
+)
+from seq2seq.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def train_prefixes(data: DataConfig) -> tuple[str, ...]:
+    return (data.train,) if isinstance(data.train, str) else data.train
+
+
+def prepared_path(data: DataConfig) -> Path:
+    """Where the config's prepared training corpus is (or will be)."""
+    inputs = _inputs(data)
+    settings = _settings(data)
+    described = json.dumps(
+        {"format": FORMAT_VERSION, "settings": settings, "inputs": _digests(inputs)},
+        sort_keys=True,
+    )
+    return cache_dir() / "corpora" / hashlib.sha256(described.encode()).hexdigest()[:32]
+
+
+def prepare(data: DataConfig, *, force: bool = False) -> PreparedCorpus:
+    """The config's prepared training corpus: found, or prepared now (again with `force`)."""
+    path = prepared_path(data)
+    if path.exists() and not force:
+        try:
+            return open_prepared(path)
+        except PreparedError as error:
+            log.warning("%s; preparing it again", error)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        _build(data, tmp)
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    except OSError as error:
+        raise _write_error(error, tmp) from None
+    finally:  # an error or Ctrl-C leaves no half-written folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+    return open_prepared(path)
+
+
+def _write_error(error: OSError, folder: Path) -> DataError:
+    if error.errno == errno.ENOSPC:
+        return DataError(
+            f"no space left on the device while writing the prepared corpus in {folder.parent}; "
+            f"free some space, or set SEQ2SEQ_CACHE to a folder on a disk with room"
+        )
+    return DataError(f"cannot write the prepared corpus in {folder.parent}: {error}")
+
+
+def _inputs(data: DataConfig) -> list[tuple[str, Path, Path]]:
+    langs = (data.src_lang, data.tgt_lang)
+    dirs = data_dirs(data.dir)
+    return [(p, *locate_split(p, langs, dirs, data.corpus)) for p in train_prefixes(data)]
+
+
+def _settings(data: DataConfig) -> dict:
+    """The settings the prepared corpus depends on (not max_length's truncation, nor the
+    source's reversal: both are applied when pairs are read)."""
+    names = ["tokenizer", "src_lang", "tgt_lang", "lowercase", "joint_vocab", "train_limit"]
+    if data.tokenizer == "spacy":
+        names += ["min_freq", "max_size"]
+    else:
+        names += ["sp_model_type", "vocab_size", "sp_pretokenize"]
+    return {
+        **{name: getattr(data, name) for name in names},
+        "filters": asdict(Filters.of(data)),
+        "libraries": {"spacy": spacy.__version__, "sentencepiece": sentencepiece.__version__},
+    }
+
+
+def _digests(inputs: list[tuple[str, Path, Path]]) -> list[dict]:
+    return [file_digest(path) for _, *paths in inputs for path in paths]
+
+
+def file_digest(path: Path) -> dict:
+    """A file's path, size and SHA-256. The SHA-256 is remembered with the file's size and
+    modification time, so a run over unchanged files does not read them all again."""
+    stat = path.stat()
+    memo_file = cache_dir() / "corpora" / "digests.json"
+    try:
+        memo = json.loads(memo_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        memo = {}
+    facts = {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    known = memo.get(facts["path"], {})
+    if all(known.get(key) == facts[key] for key in ("bytes", "mtime_ns")):
+        return {**facts, "sha256": known["sha256"]}
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    facts["sha256"] = digest.hexdigest()
+    memo[facts["path"]] = facts
+    write_atomic(memo_file, json.dumps(memo).encode())
+    return facts
+
+
+def _build(data: DataConfig, folder: Path) -> None:
+    """Write the prepared corpus of `data` into the empty `folder`, its manifest last."""
+    inputs = _inputs(data)
+    workers = data.num_workers or default_workers()
+    filters = Filters.of(data)
+    langs = (data.src_lang, data.tgt_lang)
+    vocabs, words = None, None
+    if data.tokenizer == "sentencepiece":
+        vocabs = _subword_vocabs(data, inputs, folder, workers)
+        models = (vocabs[0].subword_model, vocabs[1].subword_model)
+        writers = [
+            SideWriter(folder, side, id_dtype(len(v)))
+            for side, v in zip(SIDES, vocabs, strict=True)
+        ]
+    else:
+        models, words = None, Provisional()
+        writers = [SideWriter(folder, side, np.dtype(np.uint32)) for side in SIDES]
+    settings = WorkerSettings(
+        tokenizer=data.tokenizer,
+        langs=langs,
+        lowercase=data.lowercase,
+        sp_pretokenize=data.sp_pretokenize,
+        sp_models=models,
+        digests=filters.duplicates,
+    )
+    state, parts = FilterState(filters), []
+    for prefix, src_path, tgt_path in inputs:
+        remaining = None if data.train_limit is None else data.train_limit - _total(parts)
+        if remaining == 0:
+            break
+        reader = PartReader(
+            settings=settings, workers=workers, state=state, writers=writers, words=words
+        )
+        parts.append(reader.read(prefix, src_path, tgt_path, remaining))
+    if _total(parts) == 0:
+        raise DataError(
+            f"no training pair of {', '.join(train_prefixes(data))} is left after the filters "
+            f"({parts[0]['dropped']}); check the data.filter_* keys and data.max_length_ratio"
+        )
+    if words is not None:
+        vocabs = words.vocabs(data)
+    sides = {}
+    for writer, vocab in zip(writers, vocabs, strict=True):
+        sides[writer.side] = writer.finish(vocab, words)
+        save_vocab(folder, writer.side, vocab)
+    manifest = {
+        "format": FORMAT_VERSION,
+        "settings": _settings(data),
+        "inputs": _digests(inputs),
+        "parts": parts,
+        "pairs": _total(parts),
+        "sides": sides,
+        "files": {p.name: p.stat().st_size for p in sorted(folder.iterdir())},
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+
+
+def _total(parts: list[dict]) -> int:
+    return sum(part["pairs"] for part in parts)
+
+
+class PartReader:
+    """Reads one training corpus through the pool into the writers, filtering as it goes."""
+
+    def __init__(
+        self,
+        *,
+        settings: WorkerSettings,
+        workers: int,
+        state: FilterState,
+        writers: list[SideWriter],
+        words: Provisional | None,
+    ):
+        self.settings, self.workers, self.state = settings, workers, state
+        self.writers, self.words = writers, words
+
+    def read(self, prefix: str, src_path: Path, tgt_path: Path, remaining: int | None) -> dict:
+        before = Counter(self.state.dropped)
+        lines = pairs = 0
+        chunks = read_chunks(src_path, tgt_path)
+        for chunk in ordered_map(tokenize_chunk, chunks, self.settings, self.workers):
+            lines += len(chunk.empty)
+            keep = self._keep(chunk, None if remaining is None else remaining - pairs)
+            pairs += int(keep.sum())
+            for writer, side in zip(self.writers, (chunk.src, chunk.tgt), strict=True):
+                writer.add(side, keep, self.words)
+            if remaining is not None and pairs >= remaining:
+                break
+        dropped = {reason: self.state.dropped[reason] - before[reason] for reason in REASONS}
+        log.info(
+            "prepared %s / %s: %d lines read, %d pairs kept, dropped %s",
+            src_path,
+            tgt_path,
+            lines,
+            pairs,
+            ", ".join(f"{count} {reason}" for reason, count in dropped.items()),
+        )
+        return {"prefix": prefix, "lines": lines, "pairs": pairs, "dropped": dropped}
+
+    def _keep(self, chunk: ChunkIds, remaining: int | None) -> np.ndarray:
+        keep = self.state.keep(chunk.empty, chunk.src.lengths, chunk.tgt.lengths, chunk.digests)
+        if remaining is not None:  # data.train_limit: the first pairs kept, no more
+            keep &= np.cumsum(keep) <= remaining
+        return keep
+
+
+def _subword_vocabs(data: DataConfig, inputs, folder: Path, workers: int) -> tuple[Vocab, Vocab]:
+    """SentencePiece models trained (or found in the cache) on the first `data.train_limit`
+    training pairs with text on both sides, as `dataset.load_split` trains them, their text
+    streamed to files in `folder` first."""
+    settings = WorkerSettings(
+        tokenizer="spacy",
+        langs=(data.src_lang, data.tgt_lang),
+        lowercase=data.lowercase,
+        sp_pretokenize=data.sp_pretokenize,
+    )
+    files = [folder / "subword.src.txt", folder / "subword.tgt.txt"]
+    count, limit = 0, data.train_limit
+    with (
+        open(files[0], "w", encoding="utf-8") as src_out,
+        open(files[1], "w", encoding="utf-8") as tgt_out,
+    ):
+        for _, src_path, tgt_path in inputs:
+            chunks = read_chunks(src_path, tgt_path)
+            for src, tgt, empty in ordered_map(subword_text_chunk, chunks, settings, workers):
+                kept = [i for i in range(len(src)) if not (empty[i] and data.filter_empty)]
+                kept = kept[: None if limit is None else limit - count]
+                src_out.writelines(src[i] + "\n" for i in kept)
+                tgt_out.writelines(tgt[i] + "\n" for i in kept)
+                count += len(kept)
+                if count == limit:
+                    break
+            if count == limit:
+                break
+    if data.joint_vocab:
+        name = f"{data.src_lang}+{data.tgt_lang}"
+        joint = train_cached(data, _joined_digest(files), _lines(files), name, 2 * count)
+        vocabs = joint, joint
+    else:
+        vocabs = tuple(
+            train_cached(data, _joined_digest([file]), _lines([file]), lang, count)
+            for file, lang in zip(files, (data.src_lang, data.tgt_lang), strict=True)
+        )
+    for file in files:
+        file.unlink()
+    return vocabs
+
+
+def _lines(files: list[Path]):
+    for file in files:
+        with open(file, encoding="utf-8") as handle:
+            for line in handle:
+                yield line[:-1]
+
+
+def _joined_digest(files: list[Path]):
+    """The SHA-256 of the files' lines joined by newlines: of their bytes, but the last."""
+    digest, held = hashlib.sha256(), b""
+    for file in files:
+        with open(file, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(held)
+                held = block
+    digest.update(held[:-1])
+    return digest

@@ -1,0 +1,167 @@
+"""What each preparation process does to a chunk of lines, and the pool that runs them.
+
+Every worker holds its own tokenizer (spaCy's rules, or the SentencePiece models), built once
+by the pool's initializer. Chunks go out in order and come back in order, at most a few per
+worker at a time, so that memory holds a handful of chunks whatever the corpus's size.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from seq2seq.data.lines import split_lines
+from seq2seq.data.reading import Chunk
+from seq2seq.data.tokenizer import SentencePieceTokenizer, Tokenizer, sentencepiece_input
+
+IN_FLIGHT_PER_WORKER = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerSettings:
+    """How a worker cuts text: spaCy words, or SentencePiece pieces with these models."""
+
+    tokenizer: Literal["spacy", "sentencepiece"]
+    langs: tuple[str, str]
+    lowercase: bool
+    sp_pretokenize: bool = False
+    sp_models: tuple[bytes, bytes] | None = None
+    digests: bool = False  # a digest of every pair, for the duplicate filter
+
+
+@dataclass(frozen=True)
+class SideIds:
+    """One side of a chunk: the flat ids of every line's tokens and each line's length. For
+    spaCy the ids index `words`, the chunk's own list of distinct tokens (the vocabulary is
+    known only once every chunk is counted); for SentencePiece they are the pieces' ids."""
+
+    ids: np.ndarray  # (tokens,) uint32
+    lengths: np.ndarray  # (lines,) uint32
+    words: list[str] | None
+
+
+@dataclass(frozen=True)
+class ChunkIds:
+    first_line: int
+    empty: np.ndarray  # (lines,) bool: a side without text
+    digests: np.ndarray | None  # (lines,) uint64
+    src: SideIds
+    tgt: SideIds
+
+
+_state: dict = {}
+
+
+def _start(settings: WorkerSettings, ignore_interrupts: bool) -> None:
+    if ignore_interrupts:  # Ctrl-C is the parent's to handle: it stops the pool
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _state["settings"] = settings
+    if settings.tokenizer == "spacy":
+        _state["tokenizers"] = [
+            Tokenizer(lang, lowercase=settings.lowercase) for lang in settings.langs
+        ]
+    else:
+        _state["tokenizers"] = [
+            SentencePieceTokenizer(
+                lang, model, lowercase=settings.lowercase, pretokenize=settings.sp_pretokenize
+            )
+            for lang, model in zip(settings.langs, settings.sp_models, strict=True)
+        ]
+
+
+def decode(chunk: Chunk) -> tuple[list[str], list[str]]:
+    return (
+        split_lines(chunk.src, chunk.src_name, chunk.first_line),
+        split_lines(chunk.tgt, chunk.tgt_name, chunk.first_line),
+    )
+
+
+def tokenize_chunk(chunk: Chunk) -> ChunkIds:
+    """The ids of a chunk's lines, both sides."""
+    settings = _state["settings"]
+    src, tgt = decode(chunk)
+    empty = np.array([not (s.strip() and t.strip()) for s, t in zip(src, tgt, strict=True)])
+    digests = None
+    if settings.digests:
+        digests = np.array([_digest(s, t) for s, t in zip(src, tgt, strict=True)], dtype=np.uint64)
+    sides = [
+        _side_ids(tokenizer, lines)
+        for tokenizer, lines in zip(_state["tokenizers"], (src, tgt), strict=True)
+    ]
+    return ChunkIds(chunk.first_line, empty, digests, *sides)
+
+
+def subword_text_chunk(chunk: Chunk) -> tuple[list[str], list[str], np.ndarray]:
+    """What SentencePiece trains on, for a chunk: each side's prepared text and the pairs with
+    an empty side."""
+    settings = _state["settings"]
+    src, tgt = decode(chunk)
+    empty = np.array([not (s.strip() and t.strip()) for s, t in zip(src, tgt, strict=True)])
+    prepared = []
+    for tokenizer, lines in zip(_state["tokenizers"], (src, tgt), strict=True):
+        words = tokenizer.tokenize_many(lines) if settings.sp_pretokenize else None
+        prepared.append(sentencepiece_input(lines, lowercase=settings.lowercase, words=words))
+    return prepared[0], prepared[1], empty
+
+
+def _side_ids(tokenizer: Tokenizer | SentencePieceTokenizer, lines: list[str]) -> SideIds:
+    if isinstance(tokenizer, SentencePieceTokenizer):
+        pieces = tokenizer.ids_many(lines)
+        lengths = np.fromiter(map(len, pieces), dtype=np.uint32, count=len(pieces))
+        ids = np.fromiter(
+            (i for line in pieces for i in line), dtype=np.uint32, count=int(lengths.sum())
+        )
+        return SideIds(ids, lengths, None)
+    tokens = tokenizer.tokenize_many(lines)
+    index: dict[str, int] = {}
+    lengths = np.fromiter(map(len, tokens), dtype=np.uint32, count=len(tokens))
+    ids = np.fromiter(
+        (index.setdefault(token, len(index)) for line in tokens for token in line),
+        dtype=np.uint32,
+        count=int(lengths.sum()),
+    )
+    return SideIds(ids, lengths, list(index))
+
+
+def _digest(src: str, tgt: str) -> int:
+    # Lines never hold "\n", so it cannot make two different pairs look the same.
+    data = f"{src}\n{tgt}".encode()
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def default_workers() -> int:
+    """One worker per core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def ordered_map(
+    function: Callable, chunks: Iterable[Chunk], settings: WorkerSettings, workers: int
+) -> Iterator:
+    """`function` of each chunk, in the chunks' order, computed by `workers` processes (in
+    this one when 1). Stopping the iteration (an error, Ctrl-C) stops the workers."""
+    if workers == 1:
+        _start(settings, ignore_interrupts=False)
+        yield from map(function, chunks)
+        return
+    # fork: a worker starts in milliseconds, with the tokenizer libraries already imported.
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    pool = ProcessPoolExecutor(workers, context, initializer=_start, initargs=(settings, True))
+    pending: collections.deque = collections.deque()
+    try:
+        for chunk in chunks:
+            pending.append(pool.submit(function, chunk))
+            if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
