@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, assert_error, cli
-from test_model_contract import EOS, SOS, make, padded, sentences
+from tiny_models import EOS, SOS, make, padded, sentences
 
 import seq2seq
 from seq2seq import checkpoint

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_model_contract import EOS, SOS, TINY, build, make, padded, sentences
+from tiny_models import EOS, SOS, TINY, build, make, padded, sentences
 
 from seq2seq.models.ensemble import Ensemble
 from seq2seq.models.transformer import PrefixRecomputation
