@@ -221,8 +221,11 @@ def test_the_prepare_command_prepares_once(tmp_path, capsys, caplog):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_the_workers_and_leaves_nothing(tmp_path):
-    """SIGINT to `seq2seq prepare` with 2 workers, in the middle: exit 130, no folder."""
-    write(tmp_path / "data", "train", multi30k(20000, "de"), multi30k(20000, "en"))
+    """SIGINT to `seq2seq prepare` with 2 workers, in the middle: exit 130, no folder. The
+    corpus is Multi30k's lines five times over, so that on a quiet machine too the signal
+    comes long before the preparation could end."""
+    lines = {lang: multi30k(20000, lang) * 5 for lang in ("de", "en")}
+    write(tmp_path / "data", "train", lines["de"], lines["en"])
     data = config(tmp_path / "data")
     path = prepared_path(data)
     argv = [sys.executable, "-m", "seq2seq", "prepare", CONFIGS / "tiny.yaml", "data.corpus=files"]

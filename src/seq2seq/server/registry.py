@@ -37,10 +37,12 @@ class ServedModel:
     attention: bool  # whether it draws attention maps: one model of an attention type
 
     def decoder(self, settings: DecodeSettings) -> Translator:
-        """The translator with these settings; a shallow copy shares the model and tokenizers,
-        which cost far more to build than a decode of a few sentences."""
+        """The translator with these settings (the length rule left unset is the checkpoint's,
+        as for every other face); a shallow copy shares the model and tokenizers, which cost
+        far more to build than a decode of a few sentences."""
         translator = copy.copy(self.translator)
-        translator.settings = settings
+        ckpt = translator.ckpt
+        translator.settings = settings.for_checkpoint(ckpt.config, len(ckpt.tgt_vocab))
         return translator
 
     def describe(self) -> dict:
