@@ -182,6 +182,9 @@ class FakeTranslator:
         self.ckpt = _FakeCheckpoint()
         self.src_tokenizer = _FakeTokenizer()
 
+    def with_settings(self, settings):
+        return self
+
     def nbest(self, lines):
         import time
 

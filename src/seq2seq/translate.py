@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import torch
@@ -25,6 +26,14 @@ class Translator:
         data = ckpt.config.data
         self.src_tokenizer = tokenizer_for(data, "src", ckpt.src_vocab)
         self.tgt_tokenizer = tokenizer_for(data, "tgt", ckpt.tgt_vocab)
+
+    def with_settings(self, settings: DecodeSettings) -> Translator:
+        """This translator with other decoding settings (the length rule left unset is the
+        checkpoint's); a shallow copy shares the model and tokenizers, which cost far more to
+        build than a decode of a few sentences."""
+        translator = copy.copy(self)
+        translator.settings = settings.for_checkpoint(self.ckpt.config, len(self.ckpt.tgt_vocab))
+        return translator
 
     def nbest(self, lines: list[str]) -> list[list[tuple[str, Hypothesis]]]:
         """n_best (translation, hypothesis) pairs per line, best first. A line without text

@@ -8,6 +8,7 @@ worker at a time, so that memory holds a handful of chunks whatever the corpus's
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -143,6 +144,19 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """SIGINT blocked (delivered when the block ends) where the platform allows it."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def ordered_map(
     function: Callable, chunks: Iterable[Chunk], settings: WorkerSettings, workers: int
 ) -> Iterator:
@@ -156,7 +170,14 @@ def ordered_map(
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     pool = ProcessPoolExecutor(workers, context, initializer=_start, initargs=(settings, True))
     pending: collections.deque = collections.deque()
+    chunks = iter(chunks)
     try:
+        # The first submit forks every worker. A Ctrl-C that lands during a fork is raised in
+        # the fork handlers, which swallow it; held back until the workers exist, it arrives.
+        with _interrupts_held():
+            first = next(chunks, None)
+            if first is not None:
+                pending.append(pool.submit(function, first))
         for chunk in chunks:
             pending.append(pool.submit(function, chunk))
             if len(pending) >= workers * IN_FLIGHT_PER_WORKER:

@@ -8,7 +8,6 @@ members' directories joined by `+`.
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +36,7 @@ class ServedModel:
     attention: bool  # whether it draws attention maps: one model of an attention type
 
     def decoder(self, settings: DecodeSettings) -> Translator:
-        """The translator with these settings (the length rule left unset is the checkpoint's,
-        as for every other face); a shallow copy shares the model and tokenizers, which cost
-        far more to build than a decode of a few sentences."""
-        translator = copy.copy(self.translator)
-        ckpt = translator.ckpt
-        translator.settings = settings.for_checkpoint(ckpt.config, len(ckpt.tgt_vocab))
-        return translator
+        return self.translator.with_settings(settings)
 
     def describe(self) -> dict:
         ckpt = self.translator.ckpt
