@@ -232,7 +232,15 @@ def test_ctrl_c_stops_the_workers_and_leaves_nothing(tmp_path):
     argv += [f"data.dir={tmp_path / 'data'}", "data.num_workers=2", "data.train_limit=null"]
     argv += ["data.min_freq=1"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path])}
-    process = subprocess.Popen(list(map(str, argv)), env=env, stderr=subprocess.PIPE, text=True)
+    # In the whole suite the child arrived with SIGINT ignored (an ignored signal is
+    # inherited, and Python then keeps it so): give it the default back, as a terminal would.
+    process = subprocess.Popen(
+        list(map(str, argv)),
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not list(path.parent.glob(f".{path.name}.*.tmp/src.ids")):
         assert process.poll() is None and time.monotonic() < deadline
