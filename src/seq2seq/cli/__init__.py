@@ -24,6 +24,7 @@ from seq2seq.cli import (
     train,
     translate,
 )
+from seq2seq.cli.common import option
 from seq2seq.errors import ParameterError, Seq2SeqError, TrainingInterrupted
 
 COMMANDS = {
@@ -85,8 +86,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seq2seq: interrupted", file=sys.stderr)
         return 130
-
-
-def option(parameter: str) -> str:
-    """`attention_plot` as the command line spells it: `--attention-plot`."""
-    return "--" + parameter.replace("_", "-")

@@ -11,6 +11,11 @@ from seq2seq.errors import Seq2SeqError
 RUN_HELP = "run directory (uses best/), a checkpoint directory or a CTranslate2 export"
 
 
+def option(parameter: str) -> str:
+    """`attention_plot` as the command line spells it: `--attention-plot`."""
+    return "--" + parameter.replace("_", "-")
+
+
 def add_run_command(commands, name: str, help: str) -> argparse.ArgumentParser:
     """A command's parser whose first argument is a run."""
     parser = commands.add_parser(name, help=help)
@@ -73,7 +78,7 @@ def decoding_settings(args):
     names += ("max_length_a", "max_length_b")
     values = {name: getattr(args, name) for name in names if name != "n_best"}
     values["n_best"] = getattr(args, "n_best", 1)  # translate's option alone
-    return checked_settings({name: "--" + name.replace("_", "-") for name in names}, **values)
+    return checked_settings({name: option(name) for name in names}, **values)
 
 
 def device(args):
