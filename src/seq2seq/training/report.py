@@ -29,7 +29,8 @@ class Report:
     def __init__(self, run_dir: Path, *, tensorboard: bool, enabled: bool = True):
         self.path = run_dir / "log.jsonl"
         self.enabled = enabled
-        self.scalars = ScalarLog(run_dir, tensorboard and enabled)
+        # Every process checks for the package, so all refuse alike; only the first writes.
+        self.scalars = ScalarLog(run_dir, tensorboard)
 
     def write(self, record: dict) -> None:
         if not self.enabled:
