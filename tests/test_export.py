@@ -7,6 +7,7 @@ wrong position table or a wrong attention layout shows in the output."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -30,8 +31,9 @@ from seq2seq.models.transformer import sinusoids
 pytest.importorskip("ctranslate2")
 
 WORDS = [f"w{i}" for i in range(24)]
+SHIPPED = "post-norm, tied and shared"  # the shipped configs' placement and embeddings
 VARIANTS = {
-    "post-norm, tied and shared": {"pre_norm": False, "tie_embeddings": True},
+    SHIPPED: {"pre_norm": False, "tie_embeddings": True},
     "pre-norm, separate embeddings": {"pre_norm": True, "tie_embeddings": False},
     "post-norm, separate embeddings": {"pre_norm": False, "tie_embeddings": False},
     "pre-norm, tied and shared": {"pre_norm": True, "tie_embeddings": True},
@@ -88,18 +90,29 @@ def train_reverser(path, *, pre_norm: bool, tie_embeddings: bool, steps: int = 1
         for number, name in enumerate(VARIANTS)
     ],
 )
-def exported(request, tmp_path_factory):
+def exported(request, trained, tmp_path_factory):
     """(run, its float32 export) for each architecture variant."""
-    directory = tmp_path_factory.mktemp("export")
-    run = train_reverser(directory / "run", **VARIANTS[request.param])
-    return run, export_run(run, directory / "ct2", quantization="float32")
+    run = trained(request.param)
+    return run, export_run(run, tmp_path_factory.mktemp("ct2") / "ct2", quantization="float32")
 
 
 @pytest.fixture(scope="module")
-def reverser(tmp_path_factory):
-    """One run, and its float32 and int8 exports, for the tests of the commands."""
-    directory = tmp_path_factory.mktemp("reverser")
-    run = train_reverser(directory / "run", pre_norm=False, tie_embeddings=True)
+def trained(tmp_path_factory):
+    """The reverser of a variant, trained once for the module whichever fixture asks first."""
+    directory = tmp_path_factory.mktemp("runs")
+
+    @functools.cache
+    def train(variant: str):
+        return train_reverser(directory / str(len(list(directory.iterdir()))), **VARIANTS[variant])
+
+    return train
+
+
+@pytest.fixture(scope="module")
+def reverser(trained, tmp_path_factory):
+    """The shipped configs' variant, and its float32 and int8 exports, for the tests of the
+    commands."""
+    run, directory = trained(SHIPPED), tmp_path_factory.mktemp("reverser")
     exports = {q: export_run(run, directory / q, quantization=q) for q in ("float32", "int8")}
     return run, exports
 

@@ -4,7 +4,8 @@ model never holds up another; attention maps are capped; silent, half-sent and o
 requests cannot hold a connection, nor a shutdown; every option is range-checked.
 
 The models are FakeTranslators (conftest): they sleep as a long decode would, so each test
-sets up its queue exactly and runs in about a second."""
+sets up its queue exactly and runs in about a second. The tests that wait out a real timeout or
+deadline are marked slow: they run in CI, not in the fast subset."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def wait_until(condition, seconds: float = 10) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_full_queue_answers_503_with_retry_after_and_every_request_an_answer():
     gate = threading.Event()
     fake = FakeTranslator(gate=gate)
@@ -63,6 +65,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_every_request_an_answer()
     assert "one too many" not in fake.decoded
 
 
+@pytest.mark.slow
 def test_a_request_past_its_deadline_gets_503_and_is_never_decoded():
     fake = FakeTranslator(seconds=1.0)
     settings = ServerSettings(request_timeout_s=0.4, **QUICK)
@@ -80,6 +83,7 @@ def test_a_request_past_its_deadline_gets_503_and_is_never_decoded():
     assert fake.decoded == ["busy"]
 
 
+@pytest.mark.slow
 def test_the_work_of_clients_that_hung_up_is_dropped():
     """Ten clients give up after 0.2 s while a decode is held: once it ends, a new request is
     decoded at once, and of the ten only the one already being decoded ever was."""
@@ -98,6 +102,7 @@ def test_the_work_of_clients_that_hung_up_is_dropped():
     assert fake.decoded[1] == "fresh"
 
 
+@pytest.mark.slow
 def test_a_slow_model_never_holds_up_another():
     slow, fast = FakeTranslator(seconds=2), FakeTranslator()
     models = served(slow=slow, fast=fast)
@@ -156,6 +161,7 @@ LIMITS = ServerSettings(header_timeout_s=0.5, body_timeout_s=0.8, keep_alive_s=1
 HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "chunks",
     [[b""], [HEALTH], [HEALTH + b"\r\n", HEALTH]],
@@ -173,6 +179,7 @@ def test_a_connection_without_whole_headers_is_closed_after_the_header_timeout(c
     assert 0.2 < seconds < 1
 
 
+@pytest.mark.slow
 def test_a_half_sent_body_gets_408_after_the_body_timeout():
     head = b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     with serving(served(fake=FakeTranslator()), LIMITS) as (url, _), connect(url) as sock:
@@ -183,6 +190,7 @@ def test_a_half_sent_body_gets_408_after_the_body_timeout():
     assert 0.7 < seconds < 2
 
 
+@pytest.mark.slow
 def test_idle_connections_are_closed():
     """20 connections: kept alive after an answer, or never used."""
     with serving(served(fake=FakeTranslator()), LIMITS) as (url, _):
@@ -198,6 +206,7 @@ def test_idle_connections_are_closed():
     assert max(seconds for _, seconds in results) < 3
 
 
+@pytest.mark.slow
 def test_an_oversized_body_gets_its_413_not_a_connection_reset():
     """urllib sends all 8 MB before it reads the answer: the server reads and drops them."""
     body = b'{"text": ["' + b"a" * 8_000_000 + b'"]}'
@@ -212,6 +221,7 @@ def test_an_oversized_body_gets_its_413_not_a_connection_reset():
     assert b"over this server's 4096 bytes" in refused.value.read()
 
 
+@pytest.mark.slow
 def test_a_half_sent_body_cannot_hold_a_shutdown_past_its_grace_time():
     settings = ServerSettings(body_timeout_s=600, shutdown_grace_s=0.5)
     head = b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -243,6 +253,7 @@ def test_a_request_sent_on_a_kept_alive_connection_as_the_server_stops_is_answer
         connection.close()
 
 
+@pytest.mark.slow
 def test_past_the_grace_time_requests_in_flight_get_a_clean_503(caplog):
     fake = FakeTranslator(seconds=2)
     settings = ServerSettings(shutdown_grace_s=0.3, **QUICK)

@@ -85,6 +85,7 @@ def test_vocabs_compare_by_their_tokens():
 # Multi30k with the tutorial's settings.
 
 
+@pytest.mark.slow
 def test_multi30k_vocabularies_have_the_tutorial_sizes(multi30k_dir):
     config = DataConfig(dir=str(multi30k_dir))
     assert (config.lowercase, config.min_freq, config.max_size) == (True, 2, None)
