@@ -15,6 +15,12 @@ Builds synthetic corpora of N pairs from Multi30k's training lines, each line's 
     python benchmarks/data_scale.py --sizes 3000000 --tile 300000 --steps 3 --processes 1 2 \
         --workdir /tmp/data-scale
 
+    python benchmarks/data_scale.py ... --set data.max_size=5000    # one vocabulary size
+
+The synthetic corpora's vocabulary grows with them (a word seen once in Multi30k is seen ten
+times in ten copies, and passes `data.min_freq`), and so does the model; `--set
+data.max_size=5000` holds both vocabularies at 5,000 words, so that what grows is the data.
+
 Validation uses Multi30k's first 100 validation pairs, to keep the runs short; it is the same
 for every N. Every process runs with 2 threads (`train.num_threads=2`).
 """
@@ -61,7 +67,16 @@ def main() -> None:
         help="build each corpus (text and prepared folder) as copies of the SMALL-pair one, "
         "prepared before, instead of preparing it (see tile)",
     )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides for every preparation and run, e.g. data.max_size=5000 to hold "
+        "the vocabulary (so the model) at one size whatever the corpus's size",
+    )
     args = parser.parse_args()
+    EXTRA.extend(args.set)
     for size in args.sizes:
         folder = args.workdir / f"corpus-{size}"
         if args.tile:
@@ -172,8 +187,11 @@ def disk_figures(path: Path) -> dict:
     }
 
 
+EXTRA: list[str] = []  # --set
+
+
 def data_overrides(folder: Path, tokenizer: str) -> list[str]:
-    overrides = ["data.corpus=files", f"data.dir={folder}"]
+    overrides = ["data.corpus=files", f"data.dir={folder}", *EXTRA]
     if tokenizer == "sentencepiece":
         overrides += ["data.tokenizer=sentencepiece"]
     return overrides

@@ -144,7 +144,7 @@ SHARED = textwrap.dedent(
     from seq2seq.data.setup import shared_prepared
     dist.init_process_group("gloo")
     corpus = shared_prepared(DataConfig(corpus="files", dir=sys.argv[1], num_workers=1))
-    ids = os.path.realpath(corpus.src.ids.filename)
+    ids = os.path.realpath(corpus.path / "src.ids")
     mapped = any(line.rstrip().endswith(ids) for line in open("/proc/self/maps"))
     print(json.dumps({"ids": ids, "mapped": mapped, "pairs": len(corpus),
                       "sum": int(corpus.src.ids.sum())}))

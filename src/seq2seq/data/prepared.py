@@ -11,8 +11,8 @@ A prepared corpus is a folder:
     src.vocab.json, ...   the vocabulary's tokens in id order (spaCy), or
     src.model, ...        the SentencePiece model whose pieces are the vocabulary
 
-Training reads the lengths into memory (they drive batching) and maps the ids and offsets: the
-operating system shares their pages between processes, and reads only those a batch touches.
+Training reads the lengths into memory (they drive batching); a batch reads its pairs' ids from
+the files, through the kernel's page cache, one copy shared by every process that reads them.
 The folder is written elsewhere and renamed into place, the manifest last: a folder under its
 final name is whole. One that is damaged anyway (a file cut short, a disk error) or written by
 another format version is refused with one line.
@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,16 +57,33 @@ def length_dtype(longest: int) -> np.dtype:
 
 @dataclass(frozen=True)
 class PreparedSide:
-    """One side: ids and offsets mapped from disk, lengths in memory."""
+    """One side: ids and offsets on disk, lengths in memory. The ids and offsets are mapped,
+    for reading them whole; a pair's are read with `pread` (see `ids_of`)."""
 
-    ids: np.memmap  # (tokens,)
-    offsets: np.memmap  # (pairs,)
+    ids: np.ndarray  # (tokens,) mapped
+    offsets: np.ndarray  # (pairs,) mapped
     lengths: np.ndarray  # (pairs,)
     vocab: Vocab
+    files: tuple = field(default=(), repr=False, compare=False)  # (ids, offsets), open
 
     def ids_of(self, index: int) -> np.ndarray:
-        start = int(self.offsets[index])
-        return self.ids[start : start + int(self.lengths[index])]
+        """The ids of pair `index`, read with `pread` rather than through the mapping. A page
+        fault maps whatever the page cache holds around the page (with large folios, hundreds
+        of KB), so a few batches read through the mapping swelled each process's RSS, and an
+        epoch would swell it by the whole file (measured in Docs > Data > Memory). Read, the
+        bytes stay in the kernel's page cache, one copy shared by every process."""
+        length = int(self.lengths[index])
+        if not self.files:  # no pread (Windows), or nothing to read
+            start = int(self.offsets[index])
+            return self.ids[start : start + length]
+        ids, offsets = self.files
+        start = int(_pread(offsets, self.offsets.dtype, index, 1)[0])
+        return _pread(ids, self.ids.dtype, start, length)
+
+
+def _pread(handle, dtype: np.dtype, first: int, count: int) -> np.ndarray:
+    size = dtype.itemsize
+    return np.frombuffer(os.pread(handle.fileno(), count * size, first * size), dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -133,7 +151,10 @@ def _open_side(path: Path, side: str, facts: dict) -> PreparedSide:
             f"prepared corpus {path} is damaged: the {side} index does not match its ids; "
             f"delete the folder and run seq2seq prepare CONFIG again"
         )
-    return PreparedSide(ids, offsets, lengths, load_vocab(path, side))
+    files = ()
+    if tokens and hasattr(os, "pread"):
+        files = (open(path / f"{side}.ids", "rb"), open(path / f"{side}.offsets", "rb"))  # noqa: SIM115
+    return PreparedSide(ids, offsets, lengths, load_vocab(path, side), files)
 
 
 def load_vocab(path: Path, side: str) -> Vocab:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import unicodedata
 from typing import Literal
 
@@ -70,8 +71,11 @@ class Tokenizer:
         """Tokens of each text; a text without any but whitespace and control characters has
         none (spaCy would give it one whitespace token)."""
         out = []
-        for doc in self._spacy.pipe((_clean(t) for t in texts), batch_size=batch_size):
-            tokens = [token.text for token in doc] if doc.text.strip() else []
+        cleaned = [_clean(t) for t in texts]
+        # A Doc's text is its tokens' texts joined again, as costly as tokenizing: ask the input.
+        docs = self._spacy.pipe(cleaned, batch_size=batch_size)
+        for text, doc in zip(cleaned, docs, strict=True):
+            tokens = [token.text for token in doc] if text.strip() else []
             out.append([t.lower() for t in tokens] if self.lowercase else tokens)
         return out
 
@@ -227,10 +231,12 @@ def _tokens(lang: str, text: str) -> tuple[str, ...]:
 
 def _clean(text: str) -> str:
     """NFC-normalise and turn control characters into spaces, so they never become tokens."""
-    # Lone surrogates (possible from Python callers, never from UTF-8 files) would crash spaCy.
-    text = unicodedata.normalize("NFC", text.encode("utf-8", "replace").decode("utf-8"))
-    return text.translate(_CONTROLS_AS_SPACES)
+    if not text.isascii():  # ASCII is NFC already, and holds no surrogate
+        # Lone surrogates (possible from Python callers, never from UTF-8 files) would crash spaCy.
+        text = unicodedata.normalize("NFC", text.encode("utf-8", "replace").decode("utf-8"))
+    return _CONTROLS.sub(" ", text)
 
 
-# Unicode's control characters (category Cc) are exactly U+0000-U+001F and U+007F-U+009F.
-_CONTROLS_AS_SPACES = {code: " " for code in [*range(0x20), *range(0x7F, 0xA0)]}
+# Unicode's control characters (category Cc) are exactly U+0000-U+001F and U+007F-U+009F. (A
+# regular expression: 4x faster than str.translate, which preparation felt.)
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
