@@ -124,6 +124,28 @@ def test_out_of_memory_on_the_cpu_stops_with_advice(corpus, tmp_path, monkeypatc
     error_line(capsys, code, "out of memory on a batch of 64 sentences", "lower train.batch_size")
 
 
+@pytest.mark.slow  # trains
+def test_out_of_memory_names_the_micro_batch_it_struck(corpus, tmp_path, monkeypatch, capsys):
+    """With accumulation, the size in the advice is the micro-batch being computed, not the
+    update's last one."""
+    real_update, sizes = Updater.update, []
+
+    def update(self, micro_batches, *args, **kwargs):
+        sizes.append([batch.src.size(0) for _, batch in micro_batches])
+        return real_update(self, micro_batches, *args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("DefaultCPUAllocator: not enough memory")
+
+    monkeypatch.setattr(Updater, "update", update)
+    monkeypatch.setattr(Seq2Seq, "forward", forward)
+    argv = ["train.epochs=1", "train.batch_unit=tokens", "train.batch_size=300"]
+    code = cli(tiny_argv(corpus, tmp_path, *argv, "train.accumulate=3"))
+    ((first, *_, last),) = sizes
+    assert first != last  # else the test could not tell them apart
+    error_line(capsys, code, f"out of memory on a batch of {first} sentences", "lower train")
+
+
 @pytest.fixture
 def on_gpu(monkeypatch) -> list:
     """Make Updater._out_of_memory take its GPU branch (and count torch.cuda.empty_cache

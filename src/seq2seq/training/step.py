@@ -71,6 +71,7 @@ class Updater:
         self.device = next(model.parameters()).device
         self.unread_steps: list[tuple] = []  # figures of steps not yet read on the host
         self.gpu_seeded_epoch: int | None = None  # see seed_batch
+        self.in_flight: Batch | None = None  # the micro-batch being computed
 
     def update(
         self,
@@ -95,7 +96,7 @@ class Updater:
                 self.model.parameters(), self.config.train.clip_norm
             )
         except torch.OutOfMemoryError:
-            self._out_of_memory(micro_batches[-1][1])
+            self._out_of_memory(self.in_flight)
             return
         epochs_done = progress.epoch - 1 + progress.position / epoch_size
         set_lr(self.optimizer, self.config, epochs_done, progress.step + 1)
@@ -112,6 +113,7 @@ class Updater:
         train = self.config.train
         sums = torch.zeros(2, device=self.device)
         for number, (position, batch) in enumerate(micro_batches):
+            self.in_flight = batch  # the one an out-of-memory error names
             more_to_come = number < len(micro_batches) - 1
             with distributed.accumulating(self.parallel_model, more_to_come):
                 self.seed_batch(position)
