@@ -441,6 +441,7 @@ def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(client)
         (["--max-wait-ms", "1e9"], ["--max-wait-ms must be between 0 and 1000 (got 1000000000.0)"]),
         (["--shutdown-grace-s", "nan"], ["--shutdown-grace-s must be between 0 and 3600"]),
         (["--allowed-hosts", "a b"], ["--allowed-hosts 'a b' is not a host name or address"]),
+        (["--allowed-hosts", "{x}"], ["--allowed-hosts '{x}' is not a host name or address"]),
         (["--cors-origin", "*.org"], ["--cors-origin '*.org' is not an origin"]),
         (["--port", "70000"], ["--port must be between 0 and 65535 (got 70000)"]),
         (["--num-threads", "0"], ["--num-threads must be at least 1 (got 0)"]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from seq2seq.cli.common import add_device_option, add_quantize_option
+from seq2seq.cli.common import add_device_option, add_quantize_option, option
 from seq2seq.errors import Seq2SeqError
 
 
@@ -26,7 +26,7 @@ def add(commands) -> None:
 
 def _server_options(parser) -> None:
     """One option per field of the server's settings, e.g. --max-beam-size."""
-    from seq2seq.server.settings import ServerSettings, option
+    from seq2seq.server.settings import ServerSettings
 
     kinds = {
         "bool": {"action": "store_true"},

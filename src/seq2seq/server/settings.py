@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 
-from seq2seq.errors import Seq2SeqError
+from seq2seq.errors import ParameterError
 
 # As Starlette's TrustedHostMiddleware reads them: a name, `*.` and a name, or an address (an
 # IPv6 one in brackets, as a Host header carries it).
@@ -66,20 +66,22 @@ class ServerSettings:
             value = getattr(self, item.name)
             least, most = item.metadata["least"], item.metadata["most"]
             if not math.isfinite(value) or not least <= value <= most:
-                raise Seq2SeqError(
-                    f"{option(item.name)} must be between {least} and {most} (got {value})"
+                raise ParameterError(
+                    item.name, f"{{parameter}} must be between {least} and {most} (got {value})"
                 )
         for host in self.allowed_hosts:
             if not HOST.fullmatch(host):
-                raise Seq2SeqError(
-                    f"--allowed-hosts {host!r} is not a host name or address; give one such as "
-                    f"example.org, *.example.org, 192.168.1.5 or [::1], without a port"
+                raise ParameterError(
+                    "allowed_hosts",
+                    f"{{parameter}} {_braced(host)} is not a host name or address; give one "
+                    f"such as example.org, *.example.org, 192.168.1.5 or [::1], without a port",
                 )
         for origin in self.cors_origin:
             if not ORIGIN.fullmatch(origin):
-                raise Seq2SeqError(
-                    f"--cors-origin {origin!r} is not an origin; give one such as "
-                    f"https://example.org or http://localhost:3000, without a path"
+                raise ParameterError(
+                    "cors_origin",
+                    f"{{parameter}} {_braced(origin)} is not an origin; give one such as "
+                    f"https://example.org or http://localhost:3000, without a path",
                 )
 
     def limits(self) -> dict:
@@ -90,9 +92,10 @@ class ServerSettings:
         return {name: getattr(self, name) for name in names}
 
 
+def _braced(value: str) -> str:
+    """`value` quoted, its braces doubled for the error's template."""
+    return repr(value).replace("{", "{{").replace("}", "}}")
+
+
 def numeric_fields():
     return [item for item in fields(ServerSettings) if item.type in ("int", "float")]
-
-
-def option(name: str) -> str:
-    return "--" + name.replace("_", "-")
