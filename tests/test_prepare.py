@@ -4,6 +4,7 @@ nothing a rerun would trust."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import gzip
 import os
@@ -135,6 +136,31 @@ def test_sentencepiece_ids_are_the_pieces_of_the_lines(tmp_path):
     split = load_split(data, "train", vocabs=(corpus.src.vocab, corpus.tgt.vocab))
     assert [p for p, _ in pairs(corpus)] == split.src_tokens
     assert [t for _, t in pairs(corpus)] == split.tgt_tokens
+
+
+def test_two_workers_train_the_sentencepiece_models_one_does(tmp_path, monkeypatch):
+    """With 2 workers each side's model trains in a process of its own: the same models, so
+    the same files, trained afresh in each case."""
+    write(tmp_path / "data", "train", multi30k(300, "de"), multi30k(300, "en"))
+    prepared = []
+    for workers in (1, 2):
+        monkeypatch.setenv("SEQ2SEQ_CACHE", str(tmp_path / f"cache-{workers}"))
+        data = config(tmp_path / "data", tokenizer="sentencepiece", vocab_size=200)
+        corpus = prepare(dataclasses.replace(data, num_workers=workers))
+        prepared.append(
+            {name: (corpus.path / name).read_bytes() for name in corpus.manifest["files"]}
+        )
+    assert prepared[0] == prepared[1]
+    assert len(list((tmp_path / "cache-2" / "subword").iterdir())) == 2  # trained, not found
+
+
+def test_a_side_whose_model_cannot_train_is_one_line_from_the_workers(tmp_path):
+    write(tmp_path / "data", "train", multi30k(50, "de"), multi30k(50, "en"))
+    data = config(tmp_path / "data", tokenizer="sentencepiece", vocab_size=5000, num_workers=2)
+    with pytest.raises(ConfigError, match="data.vocab_size=5000 is more than the de training"):
+        prepare(data)
+    path = prepared_path(data)  # nothing half-written is left
+    assert not path.exists() and not list(path.parent.glob(f".{path.name}.*"))
 
 
 @pytest.mark.parametrize(

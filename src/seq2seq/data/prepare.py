@@ -49,6 +49,7 @@ from seq2seq.data.workers import (
     ChunkIds,
     WorkerSettings,
     default_workers,
+    in_processes,
     ordered_map,
     subword_text_chunk,
     tokenize_chunk,
@@ -286,18 +287,21 @@ def _subword_vocabs(data: DataConfig, inputs, folder: Path, workers: int) -> tup
                     break
             if count == limit:
                 break
+    langs = (data.src_lang, data.tgt_lang)
     if data.joint_vocab:
         name = f"{data.src_lang}+{data.tgt_lang}"
         joint = train_cached(data, _joined_digest(files), _lines(files), name, 2 * count)
         vocabs = joint, joint
-    else:
-        vocabs = tuple(
-            train_cached(data, _joined_digest([file]), _lines([file]), lang, count)
-            for file, lang in zip(files, (data.src_lang, data.tgt_lang), strict=True)
-        )
+    else:  # each model's trainer is single-threaded (see subword.py): both at once
+        calls = [(data, file, lang, count) for file, lang in zip(files, langs, strict=True)]
+        vocabs = tuple(in_processes(_train_side, calls, workers))
     for file in files:
         file.unlink()
     return vocabs
+
+
+def _train_side(data: DataConfig, file: Path, lang: str, count: int) -> Vocab:
+    return train_cached(data, _joined_digest([file]), _lines([file]), lang, count)
 
 
 def _lines(files: list[Path]):

@@ -186,3 +186,23 @@ def ordered_map(
             yield pending.popleft().result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def in_processes(function: Callable, calls: list[tuple], workers: int) -> list:
+    """`function(*args)` for each `args` in `calls`, in order, each in a process of its own, up
+    to `workers` at a time (in this process when 1). An error or Ctrl-C ends them at once."""
+    if workers == 1 or len(calls) < 2:
+        return [function(*args) for args in calls]
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with _interrupts_held():  # as in ordered_map
+        pool = context.Pool(min(workers, len(calls)), initializer=_ignore_interrupts)
+    try:
+        pending = [pool.apply_async(function, args) for args in calls]
+        return [result.get() for result in pending]
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it ends the pool
