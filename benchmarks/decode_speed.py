@@ -78,6 +78,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="with --engines: CPU threads")
     parser.add_argument("--sentences", type=int, default=1000, help="with --engines")
     parser.add_argument(
+        "--max-length-a",
+        type=float,
+        help="with --engines: the length rule's a (default: the checkpoint's); with a = 0 every "
+        "sentence has the same limit, and CTranslate2 decodes a batch in one call",
+    )
+    parser.add_argument("--max-length-b", type=int, help="with --engines: the length rule's b")
+    parser.add_argument(
         "--measure", nargs=3, metavar=("QUANTIZE", "BEAM", "OUT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -102,7 +109,12 @@ def main() -> None:
     )
     print(f"{'tutorial loop (greedy, 1 sentence)':40} {n / baseline:8.1f} sent/s   1.0x")
     for beam in [1, *args.beams]:
-        settings = DecodeSettings(batch_size=128, beam_size=beam)
+        settings = DecodeSettings(
+            batch_size=128,
+            beam_size=beam,
+            max_length_a=args.max_length_a,
+            max_length_b=args.max_length_b,
+        )
         seconds = timed(
             lambda s=settings: decode_examples(
                 model,
@@ -156,6 +168,9 @@ def compare_engines(args) -> None:
                 out = Path(scratch) / f"{name}-{beam}.json"
                 argv = [sys.executable, __file__, path, "--split", args.split]
                 argv += ["--threads", str(args.threads), "--sentences", str(args.sentences)]
+                for key in ("max_length_a", "max_length_b"):
+                    if getattr(args, key) is not None:
+                        argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
                 subprocess.run(
                     [*argv, "--measure", quantize, str(beam), str(out)],
                     check=True,
@@ -186,7 +201,12 @@ def measure(run: str, quantize: str, beam: int, out: Path, args) -> None:
     examples = numericalize(split, ckpt.src_vocab, ckpt.tgt_vocab, data)[: args.sentences]
     references = split.tgt_text[: args.sentences]
     vocab, tokenizer = ckpt.tgt_vocab, tokenizer_for(data, "tgt", ckpt.tgt_vocab)
-    settings = DecodeSettings(batch_size=128, beam_size=beam)
+    settings = DecodeSettings(
+        batch_size=128,
+        beam_size=beam,
+        max_length_a=args.max_length_a,
+        max_length_b=args.max_length_b,
+    )
     options = {"sos": vocab.sos, "eos": vocab.eos, "pad": vocab.pad, "device": torch.device("cpu")}
     decode_examples(ckpt.model, examples[:16], settings=settings, **options)  # warm up
     started = time.perf_counter()

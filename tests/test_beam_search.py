@@ -85,6 +85,16 @@ def log(*probabilities: float) -> float:
     return sum(math.log(p) for p in probabilities)
 
 
+# Beam 2: 5 <eos> (0.22) and 5 7 <eos> (0.1782) finish at steps 2 and 3, while 4 6 8 (0.405)
+# is live; it ends at step 4, the best of all.
+BEST_STILL_LIVE = {
+    (): {4: 0.6, 5: 0.4},
+    (4,): {EOS: 0.25, 6: 0.75},
+    (5,): {EOS: 0.55, 7: 0.45},
+    (4, 6): {EOS: 0.1, 8: 0.9},
+    (5, 7): {EOS: 0.99, 6: 0.01},
+    (4, 6, 8): {EOS: 1.0},
+}
 # Greedy takes 4 (0.6) and ends with 4 6 (0.24); 5 6 (0.4 * 0.9 = 0.36) is better.
 GREEDY_MISSES = {
     (): {4: 0.6, 5: 0.4},
@@ -153,6 +163,13 @@ def test_a_finished_hypothesis_does_not_stop_the_others():
     assert [h.log_prob for h in found] == pytest.approx([log(0.55, 0.9, 0.9), log(0.45, 0.7)])
     best = scripted(ENDS_EARLY, beam_size=2, n_best=1)
     assert best == found[:1]
+
+
+def test_k_finished_hypotheses_do_not_stop_a_live_one_that_beats_them():
+    """Without a length penalty the search goes on while a live hypothesis can still win."""
+    found = scripted(BEST_STILL_LIVE, beam_size=2, n_best=2)
+    assert [h.tokens for h in found] == [[4, 6, 8], [5]]
+    assert [h.log_prob for h in found] == pytest.approx([log(0.6, 0.75, 0.9), log(0.4, 0.55)])
 
 
 def test_length_penalty_prefers_the_longer_sentence_with_the_exact_score():

@@ -175,9 +175,11 @@ def beam_search(
 
     Each step extends every live hypothesis by every token and keeps the K best per sentence.
     A hypothesis that picks <eos> among the K best leaves the beam as finished, without stopping
-    the others. A sentence is done when it has K finished hypotheses, when (with alpha 0, where
-    scores only fall) no live hypothesis can beat its n_best-th finished one, or at its
-    max_length, where live hypotheses finish without <eos>. <eos> is barred before min_length
+    the others. A sentence is done at its max_length, where live hypotheses finish without
+    <eos>, and before it: with alpha 0, where scores only fall, when no live hypothesis can
+    beat its n_best-th finished one (K finished ones do not stop it: the best may still be
+    live, and CTranslate2's search, which goes on, found it); with a length penalty, when it
+    has K finished hypotheses. <eos> is barred before min_length
     tokens. Returns, per sentence, n_best hypotheses, best first.
     """
     if not 1 <= n_best <= beam_size:
@@ -198,10 +200,11 @@ def beam_search(
         at_limit = beams.limits <= step
         for i, tokens, log_prob in beams.live(at_limit):
             finished[i].append(hypothesis(tokens, log_prob, ended=False, alpha=alpha))
-        done = at_limit | torch.tensor([len(finished[i]) >= beam_size for i in beams.ids])
-        if alpha == 0.0:
+        if alpha == 0.0:  # scores only fall: done when no live hypothesis can do better
             best_live = beams.scores.max(-1).values.cpu()
-            done |= _cannot_improve([finished[i] for i in beams.ids], best_live, n_best)
+            done = at_limit | _cannot_improve([finished[i] for i in beams.ids], best_live, n_best)
+        else:  # a live score may still rise: done at K finished (fairseq's rule)
+            done = at_limit | torch.tensor([len(finished[i]) >= beam_size for i in beams.ids])
         if bool(done.all()):
             break
         if bool(done.any()):
