@@ -8,9 +8,7 @@ The recurrent models' CPU fast path (models/cpu_rnn.py) calls the float LSTM's w
 directly, which a quantized LSTM no longer has: quantized models take the plain module calls.
 
 `auto` quantizes only the model types on which int8 was measured to pay at every beam size
-(benchmarks/decode_speed.py --engines; docs/export.md): none so far. On the tutorial LSTM,
-greedy decoding ran 2.6 and 3.1 times faster in int8 at the same BLEU (two runs), but beam 5
-ran 28% slower in one run and 1.5 times faster in the other, on a loaded machine.
+(benchmarks/decode_speed.py --engines; the figures are in docs/export.md): the LSTM.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from seq2seq.errors import ParameterError
 CHOICES = ("none", "int8", "auto")
 # The model.type values whose int8 decoding was measured faster, greedy and at beam 5, at no
 # more than 0.3 BLEU lost, on the CPU.
-PAYS: frozenset[str] = frozenset()
+PAYS: frozenset[str] = frozenset({"lstm"})
 
 
 def check_quantize(quantize: str) -> None:
