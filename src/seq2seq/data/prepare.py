@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import sentencepiece
-import spacy
 
 from seq2seq.config import DataConfig
 from seq2seq.data.corpus import cache_dir, data_dirs, locate_split
@@ -44,6 +43,7 @@ from seq2seq.data.prepared import (
     save_vocab,
 )
 from seq2seq.data.reading import read_chunks
+from seq2seq.data.tokenizer import spacy_version
 from seq2seq.data.vocab import Vocab
 from seq2seq.data.workers import (
     ChunkIds,
@@ -122,7 +122,7 @@ def _settings(data: DataConfig) -> dict:
     return {
         **{name: getattr(data, name) for name in names},
         "filters": asdict(Filters.of(data)),
-        "libraries": {"spacy": spacy.__version__, "sentencepiece": sentencepiece.__version__},
+        "libraries": {"spacy": spacy_version(), "sentencepiece": sentencepiece.__version__},
     }
 
 
@@ -264,7 +264,7 @@ def _subword_vocabs(data: DataConfig, inputs, folder: Path, workers: int) -> tup
     training pairs with text on both sides, as `dataset.load_split` trains them, their text
     streamed to files in `folder` first."""
     settings = WorkerSettings(
-        tokenizer="spacy",
+        tokenizer="spacy" if data.sp_pretokenize else "none",  # spaCy words, or the text
         langs=(data.src_lang, data.tgt_lang),
         lowercase=data.lowercase,
         sp_pretokenize=data.sp_pretokenize,

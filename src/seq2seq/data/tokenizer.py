@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import re
 import unicodedata
 from typing import Literal
 
 import sentencepiece
-import spacy
-from sacremoses import MosesDetokenizer
 
 from seq2seq.config import DataConfig
 from seq2seq.data.vocab import Vocab
@@ -42,7 +41,21 @@ def tokenizer_for(
 
 
 @functools.lru_cache(maxsize=8)
+def _moses_detokenizer(lang: str):
+    from sacremoses import MosesDetokenizer  # imported when first needed: 0.25 s
+
+    return MosesDetokenizer(lang=lang)
+
+
+def spacy_version() -> str:
+    """spaCy's version, without importing it (2 s): SentencePiece runs never need it."""
+    return importlib.metadata.version("spacy")
+
+
+@functools.lru_cache(maxsize=8)
 def _spacy_tokenizer(lang: str):
+    import spacy
+
     try:
         return spacy.blank(lang).tokenizer
     except (ImportError, KeyError, ValueError):
@@ -57,12 +70,11 @@ class Tokenizer:
         self.lang = lang
         self.lowercase = lowercase
         self._spacy = _spacy_tokenizer(lang)
-        self._detokenizer = MosesDetokenizer(lang=lang)
 
     @property
     def cache_key(self) -> str:
         """Everything the tokens of a text depend on, for the token cache."""
-        return f"{self.lang}|{self.lowercase}|{spacy.__version__}"
+        return f"{self.lang}|{self.lowercase}|{spacy_version()}"
 
     def __call__(self, text: str) -> list[str]:
         return self.tokenize_many([text])[0]
@@ -122,7 +134,7 @@ class Tokenizer:
 
     def _moses(self, words: list[str]) -> str:
         # Tokens are raw text, never XML-escaped: "&amp;" in a reference stays "&amp;".
-        return self._detokenizer.detokenize(words, unescape=False)
+        return _moses_detokenizer(self.lang).detokenize(words, unescape=False)
 
     def _splits(self, left: str, right: str) -> bool:
         """Whether this language's tokenizer splits `left + right` into exactly these two."""

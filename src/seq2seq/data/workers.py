@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import itertools
 import multiprocessing
 import os
 import signal
@@ -29,9 +30,10 @@ IN_FLIGHT_PER_WORKER = 2
 
 @dataclass(frozen=True, kw_only=True)
 class WorkerSettings:
-    """How a worker cuts text: spaCy words, or SentencePiece pieces with these models."""
+    """How a worker cuts text: spaCy words, SentencePiece pieces with these models, or not at
+    all ("none": the text SentencePiece trains on, without spaCy's words)."""
 
-    tokenizer: Literal["spacy", "sentencepiece"]
+    tokenizer: Literal["spacy", "sentencepiece", "none"]
     langs: tuple[str, str]
     lowercase: bool
     sp_pretokenize: bool = False
@@ -66,7 +68,9 @@ def _start(settings: WorkerSettings, ignore_interrupts: bool) -> None:
     if ignore_interrupts:  # Ctrl-C is the parent's to handle: it stops the pool
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     _state["settings"] = settings
-    if settings.tokenizer == "spacy":
+    if settings.tokenizer == "none":
+        _state["tokenizers"] = [None, None]
+    elif settings.tokenizer == "spacy":
         _state["tokenizers"] = [
             Tokenizer(lang, lowercase=settings.lowercase) for lang in settings.langs
         ]
@@ -118,18 +122,14 @@ def _side_ids(tokenizer: Tokenizer | SentencePieceTokenizer, lines: list[str]) -
     if isinstance(tokenizer, SentencePieceTokenizer):
         pieces = tokenizer.ids_many(lines)
         lengths = np.fromiter(map(len, pieces), dtype=np.uint32, count=len(pieces))
-        ids = np.fromiter(
-            (i for line in pieces for i in line), dtype=np.uint32, count=int(lengths.sum())
-        )
+        flat = itertools.chain.from_iterable(pieces)  # in C: a generator here cost seconds
+        ids = np.fromiter(flat, dtype=np.uint32, count=int(lengths.sum()))
         return SideIds(ids, lengths, None)
     tokens = tokenizer.tokenize_many(lines)
-    index: dict[str, int] = {}
     lengths = np.fromiter(map(len, tokens), dtype=np.uint32, count=len(tokens))
-    ids = np.fromiter(
-        (index.setdefault(token, len(index)) for line in tokens for token in line),
-        dtype=np.uint32,
-        count=int(lengths.sum()),
-    )
+    flat = list(itertools.chain.from_iterable(tokens))
+    index = {token: number for number, token in enumerate(dict.fromkeys(flat))}  # first seen
+    ids = np.fromiter(map(index.__getitem__, flat), dtype=np.uint32, count=len(flat))
     return SideIds(ids, lengths, list(index))
 
 
@@ -163,11 +163,18 @@ def ordered_map(
     """`function` of each chunk, in the chunks' order, computed by `workers` processes (in
     this one when 1). Stopping the iteration (an error, Ctrl-C) stops the workers."""
     if workers == 1:
-        _start(settings, ignore_interrupts=False)
+        with _interrupts_held():  # as below
+            _start(settings, ignore_interrupts=False)
         yield from map(function, chunks)
         return
     # fork: a worker starts in milliseconds, with the tokenizer libraries already imported.
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    if settings.tokenizer == "spacy" and context.get_start_method() == "fork":
+        # spaCy imported and its rules built once, for all workers; a Ctrl-C is held until
+        # they are whole (one that lands inside an import leaves it half done).
+        with _interrupts_held():
+            for lang in settings.langs:
+                Tokenizer(lang, lowercase=settings.lowercase)
     pool = ProcessPoolExecutor(workers, context, initializer=_start, initargs=(settings, True))
     pending: collections.deque = collections.deque()
     chunks = iter(chunks)
