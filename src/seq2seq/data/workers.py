@@ -65,8 +65,8 @@ _state: dict = {}
 
 
 def _start(settings: WorkerSettings, ignore_interrupts: bool) -> None:
-    if ignore_interrupts:  # Ctrl-C is the parent's to handle: it stops the pool
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if ignore_interrupts:
+        _ignore_interrupts()
     _state["settings"] = settings
     if settings.tokenizer == "none":
         _state["tokenizers"] = [None, None]
@@ -162,19 +162,16 @@ def ordered_map(
 ) -> Iterator:
     """`function` of each chunk, in the chunks' order, computed by `workers` processes (in
     this one when 1). Stopping the iteration (an error, Ctrl-C) stops the workers."""
-    if workers == 1:
-        with _interrupts_held():  # as below
+    context = _context()
+    if workers == 1 or context.get_start_method() == "fork":
+        # The tokenizers built here once, used by this process or inherited by every forked
+        # worker (whose own _start then finds them built); a Ctrl-C is held until they are
+        # whole (one that lands inside spaCy's import leaves it half done).
+        with _interrupts_held():
             _start(settings, ignore_interrupts=False)
+    if workers == 1:
         yield from map(function, chunks)
         return
-    # fork: a worker starts in milliseconds, with the tokenizer libraries already imported.
-    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    if settings.tokenizer == "spacy" and context.get_start_method() == "fork":
-        # spaCy imported and its rules built once, for all workers; a Ctrl-C is held until
-        # they are whole (one that lands inside an import leaves it half done).
-        with _interrupts_held():
-            for lang in settings.langs:
-                Tokenizer(lang, lowercase=settings.lowercase)
     pool = ProcessPoolExecutor(workers, context, initializer=_start, initargs=(settings, True))
     pending: collections.deque = collections.deque()
     chunks = iter(chunks)
@@ -200,15 +197,19 @@ def in_processes(function: Callable, calls: list[tuple], workers: int) -> list:
     to `workers` at a time (in this process when 1). An error or Ctrl-C ends them at once."""
     if workers == 1 or len(calls) < 2:
         return [function(*args) for args in calls]
-    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     with _interrupts_held():  # as in ordered_map
-        pool = context.Pool(min(workers, len(calls)), initializer=_ignore_interrupts)
+        pool = _context().Pool(min(workers, len(calls)), initializer=_ignore_interrupts)
     try:
         pending = [pool.apply_async(function, args) for args in calls]
         return [result.get() for result in pending]
     finally:
         pool.terminate()
         pool.join()
+
+
+def _context():
+    # fork: a worker starts in milliseconds, with the tokenizer libraries already imported.
+    return multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
 
 
 def _ignore_interrupts() -> None:

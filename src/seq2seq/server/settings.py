@@ -69,20 +69,14 @@ class ServerSettings:
                 raise ParameterError(
                     item.name, f"{{parameter}} must be between {least} and {most} (got {value})"
                 )
-        for host in self.allowed_hosts:
-            if not HOST.fullmatch(host):
-                raise ParameterError(
-                    "allowed_hosts",
-                    f"{{parameter}} {_braced(host)} is not a host name or address; give one "
-                    f"such as example.org, *.example.org, 192.168.1.5 or [::1], without a port",
-                )
-        for origin in self.cors_origin:
-            if not ORIGIN.fullmatch(origin):
-                raise ParameterError(
-                    "cors_origin",
-                    f"{{parameter}} {_braced(origin)} is not an origin; give one such as "
-                    f"https://example.org or http://localhost:3000, without a path",
-                )
+        for name, pattern, what, examples in _FORMS:
+            for value in getattr(self, name):
+                if not pattern.fullmatch(value):
+                    raise ParameterError(
+                        name,
+                        f"{{parameter}} {_braced(value)} is not {what}; give one such as "
+                        f"{examples}",
+                    )
 
     def limits(self) -> dict:
         """What `GET /models` tells a client: the numbers that bound its requests."""
@@ -90,6 +84,15 @@ class ServerSettings:
         names += ("max_attention_cells", "max_batch_sentences", "max_wait_ms")
         names += ("max_queue_sentences", "request_timeout_s")
         return {name: getattr(self, name) for name in names}
+
+
+# The option holding names, the form each name must have, and what the error says of it.
+_FORMS = (
+    ("allowed_hosts", HOST, "a host name or address",
+     "example.org, *.example.org, 192.168.1.5 or [::1], without a port"),
+    ("cors_origin", ORIGIN, "an origin",
+     "https://example.org or http://localhost:3000, without a path"),
+)  # fmt: skip
 
 
 def _braced(value: str) -> str:
