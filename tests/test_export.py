@@ -155,6 +155,24 @@ def test_beam_and_nbest_map(reverser):
     assert shared >= 2 * len(TEXTS)
 
 
+def test_workers_change_nothing_but_speed(reverser, monkeypatch):
+    """On a CPU an export decodes with one worker per thread, each batch of one length limit
+    queued at once; the n-best lists, their order and their scores are those of one worker."""
+    _, exports = reverser
+    options = {"n": 2, "beam_size": 3}
+    found = {}
+    for workers in (1, 3):
+        monkeypatch.setattr(torch, "get_num_threads", lambda w=workers: w)
+        model = seq2seq.load(exports["int8"], device="cpu")
+        assert model.checkpoint.model.translator.num_translators == workers
+        found[workers] = [
+            [(h.text, round(h.log_prob, 4)) for h in nbest]
+            for nbest in model.nbest(TEXTS, **options)
+        ]
+    assert found[3] == found[1]
+    assert len({len(text.split()) for text in TEXTS}) > 3  # several limits, so several batches
+
+
 def test_length_limits_map(reverser):
     """--max-length and --min-length mean what they mean for the run itself."""
     run, exports = reverser

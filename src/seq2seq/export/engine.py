@@ -57,14 +57,21 @@ class CTranslate2Model:
         for index, source in enumerate(sources):
             if source and limits[index] > 0:  # the others are done
                 groups[limits[index]].append(index)
+        # Every group is queued at once, so that the translator's workers (inter_threads)
+        # decode groups side by side; the results are collected in order.
+        pending = []
         for limit, indices in groups.items():
             # convert.position_rows sized the table for the longest source at this limit.
             assert limit < self.position_rows, (limit, self.position_rows)
             results = self.translator.translate_batch(
                 [self._strings(sources[i]) for i in indices],
+                asynchronous=True,
                 **_options(settings, limit),
             )
+            pending.append((limit, indices, results))
+        for limit, indices, results in pending:
             for index, result in zip(indices, results, strict=True):
+                result = result.result()
                 out[index] = [
                     self._hypothesis(tokens, score, limit)
                     for tokens, score in zip(result.hypotheses, result.scores, strict=True)
