@@ -44,9 +44,10 @@ def load_export(path: str | Path, device: torch.device, *, quantize: str = "none
 def threads(device: torch.device) -> dict:
     """On a CPU, one worker per thread, each decoding a batch on one thread, rather than one
     worker multiplying each matrix on every thread: our models' matrices are too small to
-    share. Measured on 2 cores (docs/export.md): int8 at beam 5 decoded test2016 at 501
-    sentences/s against 228 the other way, and one sentence at a time took 5.5 ms against
-    57. `CTranslate2Model` queues every batch at once, so that the workers have work."""
+    share. Measured on 2 cores (docs/export.md, benchmarks/ct2_threads.py): int8 at beam 5
+    decoded test2016 at 502 sentences/s against 230 the other way, and one sentence alone
+    took 5.2 ms against 63. `CTranslate2Model` queues every batch at once, so that the
+    workers have work."""
     if device.type == "cpu":
         return {"inter_threads": torch.get_num_threads(), "intra_threads": 1}
     return {"inter_threads": 1}
