@@ -8,6 +8,7 @@ import dataclasses
 import errno
 import gzip
 import os
+import random
 import re
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from seq2seq.data import reading
 from seq2seq.data.dataset import load_split
 from seq2seq.data.prepare import prepare, prepared_path
 from seq2seq.data.prepared import open_prepared
+from seq2seq.data.sampling import epoch_order
 from seq2seq.errors import DataError
 
 
@@ -295,3 +297,70 @@ def test_the_data_keys_of_preparation_are_checked_in_one_line():
         with pytest.raises(ConfigError, match=re.escape(fragment)) as error:
             load_config(None, overrides)
         assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "settings, words",
+    [
+        (
+            {"train": ("a", "long"), "filter_long": True, "max_length": 3},
+            "long keeps no pair of its 2 lines (2 longer than data.max_length=3)",
+        ),
+        (
+            {"train": ("a", "a"), "filter_duplicates": True},
+            "a (corpus 2 of data.train) keeps no pair of its 2 lines (2 repeating an earlier pair)",
+        ),
+    ],
+)
+def test_a_weighted_corpus_that_keeps_no_pair_is_refused_naming_it(tmp_path, settings, words):
+    """Its share of an epoch could not be drawn (it was a ZeroDivisionError in sampling)."""
+    write(tmp_path / "data", "a", ["a b", "c"], ["d e", "f"])
+    write(tmp_path / "data", "long", ["a b c d", "e f g h i"], ["x y z w", "v"])
+    data = config(tmp_path / "data", train_weights=(3.0, 1.0), **settings)
+    with pytest.raises(DataError) as error:
+        prepare(data)
+    message = str(error.value)
+    assert "\n" not in message and words in message, message
+    assert "data.train_weights" in message
+    unweighted = prepare(dataclasses.replace(data, train_weights=None))  # nothing to draw
+    assert unweighted.part_sizes == [2, 0]
+
+
+def test_train_limit_counts_each_corpus_and_every_corpus_is_in_the_manifest(tmp_path):
+    write(tmp_path / "data", "europarl", ["a b", "a", "b"], ["c d", "c", "d"])
+    write(tmp_path / "data", "news", ["b e", "e"], ["d f", "f"])
+    data = config(tmp_path / "data", train=("europarl", "news"), train_limit=2)
+    corpus = prepare(data)
+    assert [part["prefix"] for part in corpus.manifest["parts"]] == ["europarl", "news"]
+    assert corpus.part_sizes == [2, 2]
+    assert [p for p, _ in pairs(corpus)] == [["a", "b"], ["a"], ["b", "e"], ["e"]]
+    weighted = prepare(dataclasses.replace(data, train_weights=(1.0, 3.0)))
+    order = epoch_order(weighted.part_sizes, (1.0, 3.0), random.Random(0))
+    assert len(order) == 4 and int((order >= 2).sum()) == 3
+
+
+def test_train_limit_counts_each_corpus_for_the_sentencepiece_models_too(tmp_path):
+    """The models train on the pairs that are prepared: the first N of each corpus."""
+    write(tmp_path / "data", "one", multi30k(200, "de")[:100], multi30k(200, "en")[:100])
+    write(tmp_path / "data", "two", multi30k(200, "de")[100:], multi30k(200, "en")[100:])
+    settings = {"tokenizer": "sentencepiece", "vocab_size": 100, "train_limit": 50}
+    limited = prepare(config(tmp_path / "data", train=("one", "two"), **settings))
+    write(tmp_path / "data", "first", multi30k(200, "de")[:50], multi30k(200, "en")[:50])
+    write(tmp_path / "data", "second", multi30k(200, "de")[100:150], multi30k(200, "en")[100:150])
+    whole = prepare(
+        config(tmp_path / "data", train=("first", "second"), **{**settings, "train_limit": None})
+    )
+    assert limited.src.vocab.subword_model == whole.src.vocab.subword_model
+
+
+def test_no_pair_left_names_every_corpus_and_its_counts_in_words(tmp_path):
+    write(tmp_path / "data", "a", ["a b c d", ""], ["d e", "f"])
+    write(tmp_path / "data", "b", ["a b c d e"], ["x"])
+    data = config(tmp_path / "data", train=("a", "b"), filter_long=True, max_length=3)
+    with pytest.raises(DataError) as error:
+        prepare(data)
+    assert str(error.value) == (
+        "no training pair is left after the filters: a keeps no pair of its 2 lines (1 with an "
+        "empty side, 1 longer than data.max_length=3), b keeps no pair of its 1 line (1 longer "
+        "than data.max_length=3); check the data.filter_* keys and data.max_length_ratio"
+    )

@@ -78,7 +78,8 @@ class DataConfig:
     )
     train_limit: int | None = key(
         None,
-        "Use only the first N training sentence pairs (null: all); for quick trials and tests.",
+        "Use only the first N pairs of each training corpus that pass the filters (null: "
+        "all); for quick trials and tests.",
         low=1,
     )
     num_workers: int | None = key(

@@ -31,6 +31,19 @@ class Filters:
             duplicates=data.filter_duplicates,
         )
 
+    def dropped_words(self, dropped: dict[str, int]) -> str:
+        """What the filters dropped, in words: "1 with an empty side, 2 longer than
+        data.max_length=50"; reasons that dropped nothing are left out."""
+        words = {
+            "empty": "with an empty side",
+            "too_long": f"longer than data.max_length={self.max_length}",
+            "length_ratio": f"with a length ratio above data.max_length_ratio="
+            f"{self.max_length_ratio}",
+            "duplicate": "repeating an earlier pair",
+        }
+        said = [f"{dropped[reason]} {words[reason]}" for reason in REASONS if dropped[reason]]
+        return ", ".join(said) or "none dropped"
+
 
 @dataclass
 class FilterState:

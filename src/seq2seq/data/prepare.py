@@ -75,13 +75,28 @@ def prepared_path(data: DataConfig) -> Path:
 
 
 def prepare(data: DataConfig, *, force: bool = False) -> PreparedCorpus:
-    """The config's prepared training corpus: found, or prepared now (again with `force`)."""
+    """The config's prepared training corpus: found, or prepared now (again with `force`).
+    DataError if `data.train_weights` gives a share of an epoch to a corpus that kept no pair."""
     path = prepared_path(data)
+    corpus = None
     if path.exists() and not force:
         try:
-            return open_prepared(path)
+            corpus = open_prepared(path)
         except PreparedError as error:
             log.warning("%s; preparing it again", error)
+    if corpus is None:
+        _prepare_into(path, data)
+        corpus = open_prepared(path)
+    if data.train_weights is not None and (emptied := _emptied(corpus.manifest["parts"], data)):
+        raise DataError(
+            f"data.train_weights gives every training corpus a share of each epoch, but "
+            f"{', and '.join(emptied)}; drop it from data.train and data.train_weights, or "
+            f"loosen the filters"
+        )
+    return corpus
+
+
+def _prepare_into(path: Path, data: DataConfig) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -93,7 +108,24 @@ def prepare(data: DataConfig, *, force: bool = False) -> PreparedCorpus:
         raise _write_error(error, tmp) from None
     finally:  # an error or Ctrl-C leaves no half-written folder behind
         shutil.rmtree(tmp, ignore_errors=True)
-    return open_prepared(path)
+
+
+def _emptied(parts: list[dict], data: DataConfig) -> list[str]:
+    """Each training corpus that kept no pair, in words: "long keeps no pair of its 20 lines
+    (20 longer than data.max_length=50)"; a corpus listed twice is named by its place."""
+    prefixes = [part["prefix"] for part in parts]
+    filters, said = Filters.of(data), []
+    for number, part in enumerate(parts, 1):
+        if part["pairs"]:
+            continue
+        name, lines = part["prefix"], part["lines"]
+        if prefixes.count(name) > 1:
+            name += f" (corpus {number} of data.train)"
+        said.append(
+            f"{name} keeps no pair of its {lines} line{'s' * (lines != 1)} "
+            f"({filters.dropped_words(part['dropped'])})"
+        )
+    return said
 
 
 def _write_error(error: OSError, folder: Path) -> DataError:
@@ -119,11 +151,16 @@ def _settings(data: DataConfig) -> dict:
         names += ["min_freq", "max_size"]
     else:
         names += ["sp_model_type", "vocab_size", "sp_pretokenize"]
-    return {
+    settings = {
         **{name: getattr(data, name) for name in names},
         "filters": asdict(Filters.of(data)),
         "libraries": {"spacy": spacy_version(), "sentencepiece": sentencepiece.__version__},
     }
+    if data.train_limit is not None and len(train_prefixes(data)) > 1:
+        # The limit counts each corpus's pairs; folders whose limit counted the corpora
+        # together (and could leave one out) were prepared under the same settings otherwise.
+        settings["train_limit_counts"] = "each corpus"
+    return settings
 
 
 def _digests(inputs: list[tuple[str, Path, Path]]) -> list[dict]:
@@ -179,18 +216,15 @@ def _build(data: DataConfig, folder: Path) -> None:
         digests=filters.duplicates,
     )
     state, parts = FilterState(filters), []
-    for prefix, src_path, tgt_path in inputs:
-        remaining = None if data.train_limit is None else data.train_limit - _total(parts)
-        if remaining == 0:
-            break
+    for prefix, src_path, tgt_path in inputs:  # data.train_limit counts each corpus's pairs
         reader = PartReader(
             settings=settings, workers=workers, state=state, writers=writers, words=words
         )
-        parts.append(reader.read(prefix, src_path, tgt_path, remaining))
+        parts.append(reader.read(prefix, src_path, tgt_path, data.train_limit))
     if _total(parts) == 0:
         raise DataError(
-            f"no training pair of {', '.join(train_prefixes(data))} is left after the filters "
-            f"({parts[0]['dropped']}); check the data.filter_* keys and data.max_length_ratio"
+            f"no training pair is left after the filters: {', '.join(_emptied(parts, data))}; "
+            f"check the data.filter_* keys and data.max_length_ratio"
         )
     if words is not None:
         vocabs = words.vocabs(data)
@@ -261,8 +295,8 @@ class PartReader:
 
 def _subword_vocabs(data: DataConfig, inputs, folder: Path, workers: int) -> tuple[Vocab, Vocab]:
     """SentencePiece models trained (or found in the cache) on the first `data.train_limit`
-    training pairs with text on both sides, as `dataset.load_split` trains them, their text
-    streamed to files in `folder` first."""
+    pairs with text on both sides of each training corpus, as `dataset.load_split` trains them
+    on one, their text streamed to files in `folder` first."""
     settings = WorkerSettings(
         tokenizer="spacy" if data.sp_pretokenize else "none",  # spaCy words, or the text
         langs=(data.src_lang, data.tgt_lang),
@@ -276,17 +310,17 @@ def _subword_vocabs(data: DataConfig, inputs, folder: Path, workers: int) -> tup
         open(files[1], "w", encoding="utf-8") as tgt_out,
     ):
         for _, src_path, tgt_path in inputs:
+            taken = 0
             chunks = read_chunks(src_path, tgt_path)
             for src, tgt, empty in ordered_map(subword_text_chunk, chunks, settings, workers):
                 kept = [i for i in range(len(src)) if not (empty[i] and data.filter_empty)]
-                kept = kept[: None if limit is None else limit - count]
+                kept = kept[: None if limit is None else limit - taken]
                 src_out.writelines(src[i] + "\n" for i in kept)
                 tgt_out.writelines(tgt[i] + "\n" for i in kept)
-                count += len(kept)
-                if count == limit:
+                taken += len(kept)
+                if taken == limit:
                     break
-            if count == limit:
-                break
+            count += taken
     langs = (data.src_lang, data.tgt_lang)
     if data.joint_vocab:
         name = f"{data.src_lang}+{data.tgt_lang}"
