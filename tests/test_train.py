@@ -9,7 +9,7 @@ import random
 
 import pytest
 import torch
-from conftest import CONFIGS
+from conftest import CONFIGS, assert_error, cli
 
 from seq2seq.config import ConfigError, config_from_dict, config_to_dict, load_config
 from seq2seq.device import pick_precision
@@ -268,3 +268,29 @@ def test_the_recipe_defaults_change_nothing():
     train = load_config(None).train
     assert (train.label_smoothing, train.weight_decay, train.adam_betas) == (0.0, 0.0, (0.9, 0.999))
     assert (train.patience, train.keep_checkpoints, train.valid_beam_size) == (None, 0, 1)
+
+
+def test_bad_data_leaves_no_run_folder_and_a_folder_without_checkpoint_is_empty(
+    tmp_path, multi30k_dir, capsys
+):
+    """The data is checked before the run folder exists; a folder that a failed start left
+    (no checkpoint) does not stop the next start."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_corpus(data, multi30k_dir, {"train": 64, "val": 20})
+    for lang in ("de", "en"):
+        (data / f"long.{lang}").write_text(" ".join(["wort"] * 60) + "\n", encoding="utf-8")
+    argv = ["train", CONFIGS / "tiny.yaml", f"output_dir={tmp_path / 'runs'}", f"data.dir={data}"]
+    argv += ["data.corpus=files", "train.epochs=1", "data.num_workers=1"]
+    weighted = ["data.train=[train,long]", "data.train_weights=[3,1]", "data.filter_long=true"]
+    code = cli([*argv, *weighted, "data.max_length=50"])
+    assert_error(
+        capsys, code, "long keeps no pair of its 1 line (1 longer than data.max_length=50)"
+    )
+    assert not (tmp_path / "runs").exists()
+    run = tmp_path / "runs" / "tiny"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("name: tiny\n")
+    (run / "log.jsonl").write_text("")
+    assert cli(argv) == 0
+    assert (run / "best" / "meta.json").is_file()

@@ -11,6 +11,7 @@ checkpoints saved into it.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import torch
 import yaml
@@ -31,11 +32,25 @@ def check(config: Config) -> None:
                 f"cannot resume: {last} does not exist; start the run without resume=true"
             ) from None
         return
-    if run_dir.exists() and any(run_dir.iterdir()) and not config.overwrite:
+    if holds_checkpoint(run_dir) and not config.overwrite:
         raise ConfigError(
             f"run directory {run_dir} already holds a run; continue it with "
             f"resume=true, replace it with overwrite=true, or pick another name=..."
         )
+
+
+def holds_checkpoint(run_dir: Path) -> bool:
+    """Whether a run directory holds a model. One without (a start that failed, or stopped,
+    before its first save) is as good as empty: it holds nothing that a new start would lose."""
+    if checkpoint.epoch_checkpoints(run_dir):
+        return True
+    for name in ("last", "best"):
+        try:
+            checkpoint.resolve(run_dir / name)  # also finds a save interrupted mid-swap
+        except CheckpointError:
+            continue
+        return True
+    return False
 
 
 def prepare(config: Config) -> None:
