@@ -12,6 +12,7 @@ import logging
 import sys
 
 from seq2seq.cli import (
+    analysis,
     average,
     compare,
     evaluate,
@@ -36,6 +37,7 @@ COMMANDS = {
     "score": score,
     "plot": plot,
     "sentence-map": sentence_map,
+    "analysis": analysis,
     "compare": compare,
     "serve": serve,
     "export": export,
