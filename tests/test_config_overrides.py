@@ -68,3 +68,23 @@ def test_a_run_name_of_dot_dot_on_the_command_line_is_refused():
 @pytest.mark.parametrize("name", ["tiny", "run-2.b", "..x", "Grüße", "with space"])
 def test_plain_run_names_are_accepted(name):
     assert load_config(None, [f"name={name}"]).run_dir.name == name
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "value"),
+    [
+        ("data.train=europarl,news", "train", ("europarl", "news")),
+        ("data.train=europarl, news", "train", ("europarl", "news")),
+        ("data.train=europarl", "train", "europarl"),
+        ("data.train_weights=1,3", "train_weights", (1.0, 3.0)),
+    ],
+)
+def test_a_list_may_be_written_without_brackets_that_a_shell_would_glob(override, key, value):
+    """`data.train=[europarl,news]` unquoted is a glob in bash, and zsh refuses it."""
+    config = load_config(None, ["data.train=[a, b]", override])
+    assert getattr(config.data, key) == value
+
+
+def test_a_list_without_brackets_has_no_empty_item():
+    with pytest.raises(ConfigError, match="data.train=\\['europarl', ''\\] is not"):
+        load_config(None, ["data.train=europarl,"])

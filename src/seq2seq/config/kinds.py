@@ -102,6 +102,9 @@ def _parse_one(text: str, kind: Any) -> tuple[bool, Any]:
         spelled = {str(choice): choice for choice in typing.get_args(kind)}
         return text in spelled, spelled.get(text)
     if _is_composite(kind):
+        if typing.get_origin(kind) is tuple and "," in text and not text.startswith(("[", "{")):
+            # `a,b` for `[a,b]`, which a shell reads as a glob unless it is quoted
+            return True, [item.strip() for item in text.split(",")]
         if not text.startswith(("[", "{")):
             return False, text
         try:

@@ -32,7 +32,8 @@ class DataConfig:
         "train",
         "The training split: a path prefix relative to `dir`, whose files are "
         "{prefix}.{lang}[.gz]; or a list of them, several corpora prepared together under "
-        "one vocabulary.",
+        "one vocabulary (on the command line `data.train=europarl,news`, or quoted "
+        "`'data.train=[europarl,news]'`).",
     )
     train_weights: tuple[float, ...] | None = key(
         None,
