@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import re
@@ -50,24 +49,6 @@ def options(name: str) -> list[str]:
     return [s for s in spelled if s != "--help"]
 
 
-def configuration_markdown() -> str:
-    import seq2seq.config as config
-
-    if hasattr(config, "reference_markdown"):
-        return config.reference_markdown()
-    lines = ["# Configuration reference", ""]
-    sections = [("", "", config.Config), ("data.", "", config.DataConfig)]
-    sections += [("model.", f" (model.type: {t})", c) for t, c in config.MODEL_CONFIGS.items()]
-    sections.append(("train.", "", config.TrainConfig))
-    for prefix, title, cls in sections:
-        lines += [f"## `{prefix or 'top level'}`{title}", "", "| key | default |", "| --- | --- |"]
-        for item in dataclasses.fields(cls):
-            if not dataclasses.is_dataclass(item.default_factory):
-                lines.append(f"| `{prefix}{item.name}` | `{_default(item)}` |")
-        lines.append("")
-    return "\n".join(lines)
-
-
 def results_table(folder: str) -> str:
     """One row per `RUN.SPLIT.bBEAM.json` that `seq2seq evaluate --json` wrote into folder."""
     rows = [
@@ -88,9 +69,10 @@ def readme_as_index() -> str:
 def on_files(files, config):
     from mkdocs.structure.files import File
 
+    from seq2seq.config import reference_markdown
+
     files.append(File.generated(config, "index.md", content=readme_as_index()))
-    if files.get_file_from_path("configuration.md") is None:
-        files.append(File.generated(config, "configuration.md", content=configuration_markdown()))
+    files.append(File.generated(config, "configuration.md", content=reference_markdown()))
     for png in sorted((ROOT / "results").rglob("*.png")):
         uri = png.relative_to(ROOT).as_posix()
         files.append(File.generated(config, uri, abs_src_path=str(png)))
@@ -100,15 +82,6 @@ def on_files(files, config):
 def on_page_markdown(markdown, page, config, files):
     markdown = HELP_MARK.sub(lambda m: f"```text\n{command_help(m[1])}```", markdown)
     return RESULTS_MARK.sub(lambda m: results_table(m[1]), markdown)
-
-
-def _default(item: dataclasses.Field) -> str:
-    """The default as a YAML file would spell it: null, true, [0.9, 0.999]."""
-    if item.default_factory is not dataclasses.MISSING:
-        value = item.default_factory()
-    else:
-        value = item.default
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 @contextlib.contextmanager

@@ -3,7 +3,6 @@ come from the code (docs/hooks.py, which `mkdocs build` runs)."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import re
 from pathlib import Path
@@ -44,17 +43,6 @@ def page_and_its_links(page: Path) -> str:
     return "\n".join([text, *(p.read_text() for p in linked if p.is_file())])
 
 
-def config_keys() -> list[str]:
-    keys = []
-    sections = [("", config.Config), ("data.", config.DataConfig), ("train.", config.TrainConfig)]
-    sections += [("model.", cls) for cls in config.MODEL_CONFIGS.values()]
-    for prefix, cls in sections:
-        for item in dataclasses.fields(cls):
-            if not dataclasses.is_dataclass(item.default_factory):
-                keys.append(prefix + item.name)
-    return sorted(set(keys))
-
-
 def test_every_command_has_a_page_in_the_nav_that_shows_its_help():
     nav = nav_pages(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"])
     for name in COMMANDS:
@@ -85,15 +73,80 @@ def test_a_help_mark_becomes_the_commands_help():
     assert "<!--" not in text
 
 
-def test_every_config_key_is_in_the_configuration_reference():
-    reference = hooks.configuration_markdown()
-    missing = [key for key in config_keys() if f"`{key}`" not in reference]
-    assert not missing, f"the configuration reference lacks {missing}"
+def built_page(name: str) -> str:
+    """A page as `mkdocs build` gets it, generated ones included (the hooks run as mkdocs
+    runs them)."""
+    from mkdocs.config import load_config as load_site
+    from mkdocs.structure.files import get_files
+
+    site = load_site(str(ROOT / "mkdocs.yml"))
+    files = site.plugins.on_files(get_files(site), config=site)
+    return files.get_file_from_path(name).content_string
 
 
-def test_config_keys_cover_every_section():
-    keys = config_keys()
-    assert {"seed", "data.tokenizer", "model.d_model", "model.style", "train.lr"} <= set(keys)
+ROW = re.compile(r"^\| `([\w.]+)` \| `([^`]*)` \| ([^|]+) \|", re.MULTILINE)
+
+
+def parser_keys(section: str, before: list[str]) -> set[str]:
+    """The keys the config parser knows in a section, as its refusal of an unknown one lists
+    them."""
+    unknown = f"{section}.no_such_key" if section else "no_such_key"
+    with pytest.raises(config.ConfigError) as refused:
+        config.load_config(None, [*before, f"{unknown}=1"])
+    (listed,) = re.findall(r"\(valid keys: ([^)]*)\)", str(refused.value))
+    return {f"{section}.{key}" if section else key for key in listed.split(", ")}
+
+
+def outside_values(valid: str) -> list[str]:
+    """Values just outside the range the page gives ("at least 1", "in [0, 1)"), as override
+    text: a list key gets a list of them."""
+    kind, _, rule = valid.partition(", ")
+    rule = {"positive": "more than 0", "0 or more": "at least 0"}.get(rule, rule)
+    found = re.fullmatch(r"(?:numbers )?(at least|more than|at most|less than) (-?[\d.]+)", rule)
+    interval = re.fullmatch(r"(?:numbers )?in ([\[(])(-?[\d.]+), (-?[\d.]+)([\])])", rule)
+    values = []
+    if found:
+        bound = float(found[2])
+        step = {"at least": -1, "more than": 0, "at most": 1, "less than": 0}[found[1]]
+        values.append(bound + step)
+    elif interval:
+        low, high = float(interval[2]), float(interval[3])
+        values += [low - 1 if interval[1] == "[" else low, high + 1 if interval[4] == "]" else high]
+    elif rule:
+        return []  # words of their own ("one plain path component"): not a range
+    whole = "an integer" in kind
+    texts = [str(int(value)) if whole else str(value) for value in values]
+    if "list" in kind:
+        count = int(m[1]) if (m := re.search(r"list of (\d+)", kind)) else 1
+        return ["[" + ", ".join([text] * count) + "]" for text in texts]
+    return texts
+
+
+def test_the_configuration_page_lists_every_key_the_parser_reads_as_it_reads_it():
+    """The page mkdocs builds, against the parser: each table holds the keys the parser knows
+    in its section, each default is what the parser gives when the key is left out, each
+    listed choice is accepted and each range's edges are where the parser starts refusing."""
+    page = built_page("configuration.md")
+    sections = page.split("\n## ")[1:]
+    headings = [section.splitlines()[0] for section in sections]
+    names = {re.match(r"`(\w+)`", heading)[1] for heading in headings[1:]}
+    assert names == {"data", "model", "train"}, headings
+    for heading, section in zip(headings, sections, strict=True):
+        model_type = re.search(r"model\.type: (\w+)", heading)
+        before = [f"model.type={model_type[1]}"] if model_type else []
+        rows = ROW.findall(section)
+        prefix = re.match(r"`(\w+)`", heading)
+        known = parser_keys(prefix[1] if prefix else "", before) - names
+        assert {key for key, _, _ in rows} == known, heading
+        defaults = config.load_config(None, before)
+        for key, default, valid in rows:
+            assert config.load_config(None, [*before, f"{key}={default}"]) == defaults, key
+            choices = re.fullmatch(r"one of (.*)", valid.strip())
+            for choice in choices[1].split(", ") if choices else []:
+                config.load_config(None, [*before, f"{key}={choice}"])
+            for value in ["not-a-choice"] if choices else outside_values(valid.strip()):
+                with pytest.raises(config.ConfigError, match=re.escape(f"{key}=")):
+                    config.load_config(None, [*before, f"{key}={value}"])
 
 
 def test_the_results_table_is_read_from_the_evaluation_json():
