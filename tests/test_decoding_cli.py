@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import MULTI30K, assert_error, cli, isolated
 
-from seq2seq import checkpoint
+from seq2seq import checkpoint, loader
 from seq2seq.data.dataset import encode_source
 from seq2seq.decode import DecodeSettings
 from seq2seq.translate import Translator
@@ -200,7 +200,7 @@ def other(trained, tmp_path_factory) -> Path:
 def test_an_ensemble_in_any_option_order(trained, copy, other, capsys, order):
     lines = run(capsys, "translate", *ENSEMBLE_ORDERS[order](trained, other, copy))
 
-    members = checkpoint.load_ensemble([trained, other, copy])
+    members = loader.load_ensemble([trained, other, copy])
     settings = DecodeSettings(beam_size=5, n_best=2)
     found = Translator(members, torch.device("cpu"), settings).nbest([SOURCES[1]])[0]
     parsed = parse_nbest(lines)

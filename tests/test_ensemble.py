@@ -11,7 +11,7 @@ import pytest
 import torch
 from toy_models import EOS, PAD, SOS, SRC_VOCAB, TGT_VOCAB, random_model
 
-from seq2seq import checkpoint
+from seq2seq import checkpoint, loader
 from seq2seq.config import Config, RecurrentConfig
 from seq2seq.data.dataset import Example
 from seq2seq.data.vocab import SPECIALS, Vocab, model_sizes
@@ -189,14 +189,14 @@ def save_member(path: Path, seed: int, config: Config = CONFIG, vocabs=(SRC, TGT
 
 def test_load_ensemble_of_one_is_the_checkpoint(tmp_path):
     path = save_member(tmp_path / "a", 0)
-    loaded = checkpoint.load_ensemble([path])
+    loaded = loader.load_ensemble([path])
     assert isinstance(loaded.model, Seq2Seq)
     assert loaded.path == path
 
 
 def test_load_ensemble_averages_the_checkpoints(tmp_path):
     paths = [save_member(tmp_path / "a", 0), save_member(tmp_path / "b", 1)]
-    loaded = checkpoint.load_ensemble(paths)
+    loaded = loader.load_ensemble(paths)
     members = [checkpoint.load(path).model.eval() for path in paths]
     assert isinstance(loaded.model, Ensemble)
     assert loaded.meta == {"members": [str(p) for p in paths]}
@@ -225,7 +225,7 @@ def test_load_ensemble_refuses_different_vocabularies(tmp_path, vocabs):
     first = save_member(tmp_path / "a", 0)
     second = save_member(tmp_path / "b", 1, vocabs=vocabs)
     with pytest.raises(CheckpointError, match="different vocabularies") as error:
-        checkpoint.load_ensemble([first, second])
+        loader.load_ensemble([first, second])
     assert str(first) in str(error.value) and str(second) in str(error.value)
 
 
@@ -244,7 +244,7 @@ def test_load_ensemble_refuses_different_text_preparation(tmp_path, key, value):
     first = save_member(tmp_path / "a", 0)
     second = save_member(tmp_path / "b", 1, config=other)
     with pytest.raises(CheckpointError) as error:
-        checkpoint.load_ensemble([first, second])
+        loader.load_ensemble([first, second])
     message = str(error.value)
     assert f"{second} has data.{key}={value!r} but {first} has" in message
     assert f"{getattr(CONFIG.data, key)!r}" in message

@@ -18,7 +18,7 @@ import torch
 from conftest import assert_error, cli
 
 import seq2seq
-from seq2seq import checkpoint
+from seq2seq import checkpoint, loader
 from seq2seq.config import Config, DataConfig, RecurrentConfig, TransformerConfig
 from seq2seq.data.dataset import Example
 from seq2seq.data.tokenizer import Tokenizer
@@ -203,7 +203,7 @@ def test_empty_inputs_and_endings_map(reverser):
 
 def test_scores_and_loss_equal_pytorch(reverser):
     run, exports = reverser
-    ours, theirs = (checkpoint.load_ensemble([p]) for p in (run, exports["float32"]))
+    ours, theirs = (loader.load_ensemble([p]) for p in (run, exports["float32"]))
     references = [" ".join(text.split()[::-1]) for text in TEXTS]
     examples = [reversing_example(t.split(), ours.src_vocab, ours.tgt_vocab) for t in TEXTS]
     figures = [

@@ -29,7 +29,7 @@ import pytest
 import torch
 from conftest import MULTI30K, ROOT, FakeTranslator, assert_error, cli, serving
 
-from seq2seq import checkpoint
+from seq2seq import checkpoint, loader
 from seq2seq.analysis.attention_maps import attention_maps
 from seq2seq.decode import DecodeSettings
 from seq2seq.errors import Seq2SeqError
@@ -58,7 +58,7 @@ HOW_TO_INSTALL = (
 
 def alone(paths: list[Path], lines: list[str], beam_size: int = 5, n_best: int = 1):
     """What the CLI's Translator gives for these lines, decoded by themselves."""
-    ckpt = checkpoint.load_ensemble(paths, CPU)
+    ckpt = loader.load_ensemble(paths, CPU)
     return Translator(ckpt, CPU, DecodeSettings(beam_size=beam_size, n_best=n_best)).nbest(lines)
 
 

@@ -5,6 +5,7 @@ which a browser sends cross-site only after a CORS preflight, answered only for
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 
@@ -113,3 +114,65 @@ def test_a_server_on_ipv6_loopback_answers():
     with serving(MODELS, ServerSettings(), host="::1") as (base, _):
         assert base.startswith("http://[::1]:")
         assert httpx.get(f"{base}/health").status_code == 200
+
+
+def assert_json_refusal(response: httpx.Response, status: int, *fragments: str) -> None:
+    """The server's documented refusal: its status, JSON, one line naming the problem."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert "\n" not in error
+    for fragment in fragments:
+        assert fragment in error
+
+
+def test_a_bad_host_is_refused_with_one_line_of_json():
+    with serving(MODELS, ServerSettings()) as (base, _):
+        port = base.rsplit(":", 1)[1]
+        rebound = get(base, "/health", f"attacker.example:{port}")
+        unreadable = get(base, "/health", "a b")
+    assert_json_refusal(
+        rebound, 400, f"'attacker.example:{port}'", "not one this server answers", "--allowed-hosts"
+    )
+    assert_json_refusal(unreadable, 400, "'a b'", "--allowed-hosts")
+
+
+def test_a_request_without_a_host_or_not_http_is_refused_with_one_line_of_json():
+    """HTTP/1.0 may leave out Host (the host check refuses it); HTTP/1.1 may not (the HTTP
+    parser refuses it, as it does a line that is not HTTP)."""
+    answers = []
+    with serving(MODELS, ServerSettings()) as (base, _):
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        for request in (b"GET /health HTTP/1.0", b"GET /health HTTP/1.1", b"HELLO"):
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(request + b"\r\n\r\n")
+                answers.append(read_until_closed(sock))
+    expected = ["no Host header", "not valid HTTP", "not valid HTTP"]
+    for answer, fragment in zip(answers, expected, strict=True):
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), answer
+        assert b"content-type: application/json" in head.lower()
+        error = json.loads(body)["error"]
+        assert fragment in error and "\n" not in error
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_a_disallowed_cors_preflight_is_refused_with_one_line_of_json():
+    headers = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-a"}
+    with serving(MODELS, ServerSettings(cors_origin=(PAGE,))) as (base, _):
+        stranger = httpx.options(
+            f"{base}/translate", headers={**headers, "Origin": "http://evil.example"}
+        )
+        method = httpx.options(
+            f"{base}/translate",
+            headers={"Origin": PAGE, "Access-Control-Request-Method": "DELETE"},
+        )
+    assert_json_refusal(stranger, 400, "'http://evil.example'", "--cors-origin", "header 'x-a'")
+    assert "access-control-allow-origin" not in stranger.headers
+    assert_json_refusal(method, 400, "DELETE", "GET, HEAD, POST")

@@ -14,7 +14,7 @@ import pytest
 import sentencepiece
 from conftest import CONFIGS, MULTI30K, assert_error, cli, isolated
 
-from seq2seq import checkpoint
+from seq2seq import checkpoint, loader
 from seq2seq.config import (
     Config,
     ConfigError,
@@ -342,10 +342,10 @@ def test_an_ensemble_refuses_members_with_other_sentencepiece_models(corpus, tmp
     save_checkpoint(tmp_path / "a", config, vocabs)
     save_checkpoint(tmp_path / "b", config, (other_vocab, vocabs[1]))
     with pytest.raises(CheckpointError, match="different SentencePiece models"):
-        checkpoint.load_ensemble([tmp_path / "a", tmp_path / "b"])
+        loader.load_ensemble([tmp_path / "a", tmp_path / "b"])
     save_checkpoint(tmp_path / "c", small_config(corpus, tokenizer="spacy"), vocabs)
     with pytest.raises(CheckpointError, match="data.tokenizer='spacy'"):
-        checkpoint.load_ensemble([tmp_path / "a", tmp_path / "c"])
+        loader.load_ensemble([tmp_path / "a", tmp_path / "c"])
 
 
 @pytest.mark.slow

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seq2seq.analysis.attention_maps import AttentionMap, attention_maps, check_attention
-from seq2seq.checkpoint import Checkpoint, load_ensemble
+from seq2seq.checkpoint import Checkpoint
 from seq2seq.decode import checked_settings, is_whole
 from seq2seq.device import pick_device
 from seq2seq.errors import Seq2SeqError
+from seq2seq.loader import load_ensemble
 from seq2seq.translate import Translator
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from seq2seq import checkpoint
 from seq2seq.compat import check_combinable
 from seq2seq.errors import ParameterError, Seq2SeqError
+from seq2seq.loader import load_checkpoint
 
 
 def last_epochs(run_dir: str | Path, count: int) -> list[Path]:
@@ -41,7 +42,7 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> list[Pat
     first = last = None
     members, sums = [], {}
     for path in paths:
-        last = checkpoint.load(path)
+        last = load_checkpoint(path)
         first = first or last
         check_combinable(first, last, how="average")
         for name, tensor in last.model.state_dict().items():

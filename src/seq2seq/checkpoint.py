@@ -12,6 +12,9 @@ unpickles and never runs code from the file.
 Saving writes a temporary directory, flushes its files and itself to the disk, renames it into
 place and flushes the parent directory, so neither an interrupted save nor a power loss leaves
 less than one whole checkpoint.
+
+This module reads and writes the format and knows nothing of exports, ensembles or training:
+opening whatever a user names (a run, a checkpoint, an ensemble or an export) is loader.py's.
 """
 
 from __future__ import annotations
@@ -40,7 +43,6 @@ from seq2seq.config import (
 from seq2seq.data.subword import subword_vocab
 from seq2seq.data.vocab import Vocab, model_sizes
 from seq2seq.errors import CheckpointError
-from seq2seq.export import manifest as export_manifest
 from seq2seq.models import Seq2SeqModel, build_model
 
 FORMAT = "seq2seq-checkpoint"
@@ -164,11 +166,6 @@ def resolve(path: str | Path) -> Path:
     """A checkpoint directory, or a run directory (meaning its best checkpoint); if a save was
     interrupted mid-swap, the whole previous checkpoint it left."""
     path = Path(path)
-    if export_manifest.is_export(path):
-        raise CheckpointError(
-            f"{path} is a CTranslate2 export, which decodes but holds no PyTorch weights; "
-            f"give the run it came from ({export_manifest.read(path).checkpoint})"
-        )
     for candidate in (path, _old(path), path / "best", _old(path / "best")):
         if (candidate / "meta.json").is_file():
             return candidate
@@ -336,39 +333,3 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
         param_id, key = name.split(".", 1)
         state[int(param_id)][key] = tensor
     return {"state": state, "param_groups": rest["param_groups"]}
-
-
-def load_ensemble(
-    paths: list[str | Path], device: torch.device | str = "cpu", *, quantize: str = "none"
-) -> Checkpoint:
-    """One checkpoint, or several averaged as an ensemble; members must read and write the same
-    vocabularies and prepare text the same way. A CTranslate2 export decodes alone. `quantize`:
-    "int8" decodes in int8, "auto" where that was measured to pay (quantize.py)."""
-    from seq2seq.compat import check_combinable
-    from seq2seq.models.ensemble import Ensemble
-    from seq2seq.quantize import check_quantize, quantized
-
-    check_quantize(quantize)
-    if any(export_manifest.is_export(path) for path in paths):
-        return _load_export(paths, torch.device(device), quantize)
-    members = [load(path, device) for path in paths]
-    first = members[0]
-    for other in members[1:]:
-        check_combinable(first, other, how="ensemble")
-    if len(members) == 1:
-        return quantized(first, quantize)
-    model = Ensemble([member.model for member in members]).to(device)
-    meta = {"members": [str(member.path) for member in members]}
-    ensemble = Checkpoint(model, first.config, first.src_vocab, first.tgt_vocab, meta, first.path)
-    return quantized(ensemble, quantize)
-
-
-def _load_export(paths: list[str | Path], device: torch.device, quantize: str) -> Checkpoint:
-    if len(paths) > 1:
-        raise CheckpointError(
-            f"{', '.join(map(str, paths))}: a CTranslate2 export decodes alone, not in an "
-            f"ensemble; drop --ensemble, or ensemble the runs they came from"
-        )
-    from seq2seq.export.load import load_export
-
-    return load_export(paths[0], device, quantize=quantize)

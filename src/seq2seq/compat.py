@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from seq2seq.config import config_to_dict
+from seq2seq.config import config_diff, config_to_dict
 from seq2seq.errors import CheckpointError
-from seq2seq.training.state import config_diff
 
 if TYPE_CHECKING:
     from seq2seq.checkpoint import Checkpoint
@@ -22,6 +21,9 @@ TEXT_PREPARATION = (
     *("tokenizer", "src_lang", "tgt_lang", "lowercase", "reverse_source", "joint_vocab"),
     "max_length",  # sources are truncated to it
 )
+
+# Model keys that change how a model computes, not what: members may differ in them.
+SAME_MODEL = frozenset({"model.cpu_fast_path"})
 
 ADVICE = {
     "average": "average checkpoints of one run",
@@ -52,7 +54,7 @@ def check_combinable(
         raise CheckpointError(f"{prefix}: they have different SentencePiece models; {advice}")
     if how == "average":
         models = [config_to_dict(c.config)["model"] for c in (first, other)]
-        changes = config_diff(*models, "model.")
+        changes = config_diff(*models, "model.", ignore=SAME_MODEL)
         if changes:
             raise CheckpointError(
                 f"{prefix}: their configs differ ({'; '.join(changes)}); {advice}"

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from sacrebleu.metrics import BLEU, CHRF
 
-from seq2seq import checkpoint
 from seq2seq.data.dataset import load_split
 from seq2seq.decode import DecodeSettings
 from seq2seq.errors import ParameterError, Seq2SeqError
 from seq2seq.evaluate import evaluate_split
+from seq2seq.loader import load_checkpoint
 
 SAMPLES = 1000
 SEED = 12345  # sacreBLEU's default seed (SACREBLEU_SEED)
@@ -109,7 +109,7 @@ def compare_runs(
     seed: int = SEED,
 ) -> dict:
     """`seq2seq compare`: decode the split with both runs, then the paired bootstrap."""
-    ckpts = [checkpoint.load(run, device) for run in (run_a, run_b)]
+    ckpts = [load_checkpoint(run, device) for run in (run_a, run_b)]
     references = [
         load_split(c.config.data, split, data_dir, vocabs=c.vocabs).tgt_text for c in ckpts
     ]

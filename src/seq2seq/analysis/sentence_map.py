@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from seq2seq import checkpoint
 from seq2seq.analysis.plot import figure_format, new_figure, save_figure
 from seq2seq.data.corpus import read_lines
 from seq2seq.data.dataset import Example, encode_source, encode_target
@@ -27,6 +26,7 @@ from seq2seq.data.tokenizer import tokenizer_for
 from seq2seq.decode import length_batches
 from seq2seq.device import pick_device
 from seq2seq.errors import Seq2SeqError
+from seq2seq.loader import load_checkpoint
 
 PROBES = "probe_sentences.de"
 
@@ -158,7 +158,7 @@ def sentence_map(
     new_figure()  # loading the model
     probes = read_probes(sentences)
     chosen = pick_device(device)
-    ckpt = checkpoint.load(run, chosen)
+    ckpt = load_checkpoint(run, chosen)
     data = ckpt.config.data
     tokens = tokenizer_for(data, "src", ckpt.src_vocab).tokenize_many(probes.sentences)
     examples = [

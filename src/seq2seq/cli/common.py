@@ -89,9 +89,9 @@ def device(args):
 
 def load_runs(args, device):
     """RUN and its --ensemble members, on `device`."""
-    from seq2seq import checkpoint
+    from seq2seq.loader import load_ensemble
 
-    return checkpoint.load_ensemble([args.run, *args.ensemble], device, quantize=args.quantize)
+    return load_ensemble([args.run, *args.ensemble], device, quantize=args.quantize)
 
 
 def emit(lines: list[str], output: str | None) -> None:

@@ -16,6 +16,7 @@ is `tuple[float, float]` (fixed length) or `tuple[str, ...]` (any length); any o
 keys of one section goes in that section's `problems()`.
 """
 
+from seq2seq.config.diff import changed_keys, config_diff
 from seq2seq.config.keys import key, section
 from seq2seq.config.load import (
     ConfigError,
@@ -44,6 +45,8 @@ __all__ = [
     "RecurrentConfig",
     "TrainConfig",
     "TransformerConfig",
+    "changed_keys",
+    "config_diff",
     "config_from_dict",
     "config_to_dict",
     "key",

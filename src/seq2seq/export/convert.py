@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seq2seq import checkpoint
 from seq2seq.checkpoint import Checkpoint, subword_files
 from seq2seq.data.vocab import EOS, SOS, UNK
 from seq2seq.errors import Seq2SeqError
 from seq2seq.export import manifest
 from seq2seq.export.requirement import ctranslate2
+from seq2seq.loader import load_checkpoint
 from seq2seq.models.transformer import Transformer, sinusoids
 
 # The export needs CTranslate2 throughout; without it, importing this module says what to install.
@@ -51,7 +51,7 @@ def export_run(run: str | Path, output: str | Path, *, quantization: str = "int8
     output = Path(output)
     if output.exists():
         raise Seq2SeqError(f"{output} already exists; remove it or give another --output")
-    ckpt = checkpoint.load(run)
+    ckpt = load_checkpoint(run)
     _check_exportable(ckpt)
     rows = position_rows(ckpt)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -99,15 +99,28 @@ class TimedH11Protocol(H11Protocol):
         cycle = self.cycle
         if not cycle.response_started:
             self.logger.info("a request body did not arrive within %s s", self.body_timeout_s)
-            body = json.dumps(
-                {"error": f"the request body did not arrive within {self.body_timeout_s} s"}
-            ).encode()
             cycle.response_started = True
-            self.transport.write(
-                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+            self._write_error(
+                b"408 Request Timeout",
+                f"the request body did not arrive within {self.body_timeout_s} s",
             )
         self.transport.close_now()
+
+    def _write_error(self, status: bytes, message: str) -> None:
+        """The server's one-line JSON error, written past h11 on a connection about to close."""
+        body = json.dumps({"error": message}).encode()
+        self.transport.write(
+            b"HTTP/1.1 %s\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            b"content-length: %d\r\n\r\n%s" % (status, len(body), body)
+        )
+
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse (no Host in HTTP/1.1, a malformed line): the server's
+        one-line JSON 400, where uvicorn sends plain text; then the connection closes."""
+        self._write_error(
+            b"400 Bad Request", "the request is not valid HTTP/1.1 (is its Host header missing?)"
+        )
+        self.transport.close()
 
     def start_lingering(self) -> None:
         self._linger_started = self.loop.time()

@@ -1,7 +1,7 @@
 """What a server serves: checkpoints loaded once, each under a name.
 
 A RUN argument is `PATH`, `NAME=PATH`, or an ensemble `[NAME=]PATH+PATH[+...]` (averaged by
-`checkpoint.load_ensemble`, as `--ensemble` does on the command line). Without a name, a
+`loader.load_ensemble`, as `--ensemble` does on the command line). Without a name, a
 model is named after its directory (`runs/tutorial` -> `tutorial`), an ensemble after its
 members' directories joined by `+`.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from seq2seq import checkpoint
+from seq2seq import loader
 from seq2seq.analysis.attention_maps import attention_refusal
 from seq2seq.decode import DecodeSettings
 from seq2seq.errors import Seq2SeqError
@@ -78,11 +78,11 @@ def _parse_spec(text: str) -> Spec:
 def load_models(
     specs: list[Spec], device: torch.device, *, quantize: str = "none"
 ) -> dict[str, ServedModel]:
-    """Each spec's model: a run, an ensemble or a CTranslate2 export (checkpoint.load_ensemble),
+    """Each spec's model: a run, an ensemble or a CTranslate2 export (loader.load_ensemble),
     quantized as `quantize` says."""
     models = {}
     for spec in specs:
-        ckpt = checkpoint.load_ensemble(list(spec.paths), device, quantize=quantize)
+        ckpt = loader.load_ensemble(list(spec.paths), device, quantize=quantize)
         attention = attention_refusal(ckpt) is None
         models[spec.name] = ServedModel(spec.name, Translator(ckpt, device), attention)
     return models

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from seq2seq import checkpoint, distributed
-from seq2seq.config import Config, ConfigError, config_to_dict
+from seq2seq.config import Config, ConfigError, config_diff, config_to_dict
 from seq2seq.data.vocab import Vocab
 from seq2seq.errors import CheckpointError
 
@@ -195,7 +195,9 @@ def _processes(count: int) -> str:
 def check_resumable(last: checkpoint.Checkpoint, config: Config, vocabs: tuple[Vocab, Vocab]):
     """Resuming must continue the same run: same config (but RESUMABLE_CHANGES), same
     vocabularies, and never another model shape, even with overwrite=true."""
-    changes = config_diff(config_to_dict(last.config), config_to_dict(config))
+    changes = config_diff(
+        config_to_dict(last.config), config_to_dict(config), ignore=RESUMABLE_CHANGES
+    )
     if changes and not config.overwrite:
         raise ConfigError(
             "cannot resume with a changed config (" + "; ".join(changes) + "); undo the "
@@ -204,25 +206,16 @@ def check_resumable(last: checkpoint.Checkpoint, config: Config, vocabs: tuple[V
     if (last.src_vocab, last.tgt_vocab) != vocabs:
         raise ConfigError(f"cannot resume: the data gives other vocabularies than {last.path}")
     model_changes = config_diff(
-        config_to_dict(last.config)["model"], config_to_dict(config)["model"], "model."
+        config_to_dict(last.config)["model"],
+        config_to_dict(config)["model"],
+        "model.",
+        ignore=RESUMABLE_CHANGES,
     )
     if model_changes:
         raise ConfigError(
             f"cannot resume: the model in {last.path} was built with other model.* "
             f"settings; a run's model cannot change shape, start a new run instead"
         )
-
-
-def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """`key: old -> new` for every changed key but those a resume may change."""
-    changes = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            changes += config_diff(a, b, f"{prefix}{key}.")
-        elif a != b and f"{prefix}{key}" not in RESUMABLE_CHANGES:
-            changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return changes
 
 
 class BestCheckpoint:
