@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from seq2seq.config import (
     Config,
@@ -26,11 +27,25 @@ def test_the_known_configs_are_shipped():
     assert {"tutorial", "tiny", "sutskever2014"} <= {path.stem for path in SHIPPED}
 
 
+def dotted(raw: dict, prefix: str = ""):
+    """(dotted key, value) of every key a YAML mapping sets."""
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            yield from dotted(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda path: str(path.relative_to(CONFIGS)))
-def test_every_shipped_config_loads(path):
+def test_every_shipped_config_loads_holding_every_value_it_sets(path):
     config = load_config(path)
-    assert isinstance(config, Config)
-    assert config_from_dict(config_to_dict(config)) == config
+    held = config_to_dict(config)
+    for key, value in dotted(yaml.safe_load(path.read_text(encoding="utf-8")) or {}):
+        node = held
+        for part in key.split("."):
+            node = node[part]
+        assert (list(node) if isinstance(node, tuple) else node) == value, key
+    assert config_from_dict(held) == config
 
 
 def test_shipped_configs_hold_their_recipes():
