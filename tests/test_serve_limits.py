@@ -10,6 +10,7 @@ deadline are marked slow: they run in CI, not in the fast subset."""
 from __future__ import annotations
 
 import http.client
+import logging
 import math
 import socket
 import threading
@@ -102,6 +103,28 @@ def test_the_work_of_clients_that_hung_up_is_dropped():
     assert fake.decoded[1] == "fresh"
 
 
+def test_a_client_that_hangs_up_leaves_a_499_in_the_access_log(caplog):
+    """One hangs up while its request waits for a decode, one while it sends its body: each
+    leaves the access log's line, with 499 (client closed request) as nginx logs it."""
+    caplog.set_level(logging.INFO)
+    gate = threading.Event()
+    with serving(served(slow=FakeTranslator(gate=gate)), ServerSettings(**QUICK)) as (url, _):
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(ask, url, ["held"])
+            time.sleep(0.2)  # "held" is being decoded, at the gate
+            with pytest.raises(httpx.TimeoutException):
+                ask(url, ["gone"], timeout=0.3)
+            gate.set()
+            assert held.result(timeout=30).status_code == 200
+        with connect(url) as sock:
+            sock.sendall(POST + b"Content-Length: 100\r\n\r\n" + b'{"text": [')
+            time.sleep(0.2)
+        wait_until(lambda: caplog.text.count('"POST /translate HTTP/1.1" 499') == 2)
+    lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert sum(line.endswith('"POST /translate HTTP/1.1" 499') for line in lines) == 2
+    assert sum(line.endswith('"POST /translate HTTP/1.1" 200') for line in lines) == 1
+
+
 @pytest.mark.slow
 def test_a_slow_model_never_holds_up_another():
     slow, fast = FakeTranslator(seconds=2), FakeTranslator()
@@ -159,6 +182,7 @@ LIMITS = ServerSettings(header_timeout_s=0.5, body_timeout_s=0.8, keep_alive_s=1
 
 
 HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+POST = b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
 
 
 @pytest.mark.slow

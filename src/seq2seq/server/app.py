@@ -22,6 +22,7 @@ from seq2seq.server.answers import http_error, translation_body, unavailable, va
 from seq2seq.server.batcher import QueueFull, Refusal, ShuttingDown
 from seq2seq.server.body_limit import BodyLimit
 from seq2seq.server.decoding import HungUp, answer, model_batcher
+from seq2seq.server.in_flight import CLIENT_CLOSED, Follow, InFlight
 from seq2seq.server.origin import add_origin_rules
 from seq2seq.server.registry import ServedModel
 from seq2seq.server.request import read_request
@@ -52,9 +53,12 @@ def build_app(
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     add_origin_rules(app, host, settings)
+    in_flight = InFlight()
+    app.add_middleware(Follow, in_flight=in_flight)  # added last, it sees every request first
     app.exception_handler(StarletteHTTPException)(http_error)
     app.exception_handler(ValidationError)(validation_error)
     app.state.settings = settings
+    app.state.in_flight = in_flight
     app.state.abort = lambda: [batcher.abort() for batcher in batchers.values()]
     page = resources.files("seq2seq.server").joinpath("index.html").read_text(encoding="utf-8")
     default = next(iter(models))
@@ -92,7 +96,7 @@ def build_app(
         try:
             found = await answer(submitted, raw.receive, settings.request_timeout_s)
         except HungUp:
-            return Response(status_code=499)  # nobody reads it; the access log says so
+            return Response(status_code=CLIENT_CLOSED)  # nobody reads it; Follow logs it
         except (QueueFull, TimeoutError, ShuttingDown, Refusal) as error:
             return unavailable(error, served.name, settings)
         except Exception:  # the batcher has logged it
