@@ -66,8 +66,8 @@ def test_two_workers_prepare_what_one_does(tmp_path, monkeypatch):
     assert len(parallel) == 450 and parallel.src.ids.dtype == np.uint16
 
 
-def _small_chunks(src, tgt):
-    return reading.read_chunks(src, tgt, lines=100)
+def _small_chunks(files):
+    return reading.read_chunks(files, lines=100)
 
 
 def test_the_prepared_pairs_are_the_tokenized_lines(tmp_path):

@@ -43,6 +43,33 @@ class DataConfig:
     )
     valid: str = key("val", "The validation split's path prefix, as `train`.")
     test: str = key("test_2016_flickr", "The test split's path prefix, as `train`.")
+    format: Literal["lines", "tsv"] = key(
+        "lines",
+        "lines: a split is two line-aligned files, {prefix}.{src_lang} and {prefix}.{tgt_lang}; "
+        "tsv: one file of tab-separated pairs, {prefix}.tsv or {prefix}.txt, whose columns "
+        "`columns` names. Either may be gzip-compressed ({name}.gz).",
+    )
+    columns: tuple[str, ...] | None = key(
+        None,
+        "tsv only: what each tab-separated column holds, in order; the columns named "
+        "`src_lang` and `tgt_lang` are read, any other name is a column skipped: [en, de] for "
+        "the Tatoeba exports, [en, de, attribution] for the newer ones. A line with another "
+        "number of fields is refused.",
+    )
+    holdout: tuple[float, float] | None = key(
+        None,
+        "The shares of the training corpus held out as the validation and the test split, "
+        "e.g. [0.01, 0.01], for a corpus that comes without them (null: `valid` and `test` "
+        "are files of their own). A hash of each pair's `holdout_by` sentence decides its "
+        "split, so every pair with that sentence goes to the same one, whatever the file's "
+        "order (docs/data.md).",
+        above=0,
+        below=1,
+    )
+    holdout_by: str | None = key(
+        None,
+        "holdout only: the language whose sentence decides a pair's split (null: src_lang).",
+    )
     tokenizer: Literal["spacy", "sentencepiece"] = key(
         "spacy",
         "spacy: words from spaCy's rule-based tokenizer, detokenized by Moses rules; "
@@ -116,6 +143,38 @@ class DataConfig:
             problems.append(
                 f"data.train_weights has {len(self.train_weights)} weights for "
                 f"{len(prefixes)} training corpora in data.train; give one weight per corpus"
+            )
+        return problems + self._column_problems() + self._holdout_problems(len(prefixes))
+
+    def _column_problems(self) -> list[str]:
+        if self.format == "tsv" and self.columns is None:
+            return [
+                "data.format=tsv needs data.columns, what each column holds in order, e.g. [en, de]"
+            ]
+        return [
+            f"data.columns={list(self.columns)} must name data.{side}={lang!r} once"
+            for side, lang in (("src_lang", self.src_lang), ("tgt_lang", self.tgt_lang))
+            if self.columns is not None and self.columns.count(lang) != 1
+        ]
+
+    def _holdout_problems(self, corpora: int) -> list[str]:
+        if self.holdout is None:
+            return []
+        problems = []
+        if sum(self.holdout) >= 1:
+            problems.append(
+                f"data.holdout={list(self.holdout)} holds out everything; its shares must "
+                f"add up to less than 1"
+            )
+        if corpora > 1:
+            problems.append(
+                f"data.holdout holds pairs out of one training corpus, and data.train lists "
+                f"{corpora}; name one"
+            )
+        if self.holdout_by not in (None, self.src_lang, self.tgt_lang):
+            problems.append(
+                f"data.holdout_by={self.holdout_by!r} must be data.src_lang "
+                f"({self.src_lang!r}) or data.tgt_lang ({self.tgt_lang!r})"
             )
         return problems
 

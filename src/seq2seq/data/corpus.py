@@ -1,9 +1,10 @@
 """Reading parallel corpora: finding the files, checking them, and fetching Multi30k.
 
-A split is a path prefix; its files are `{prefix}.{lang}` or `{prefix}.{lang}.gz`. Directories
-are searched in order: the config's `data.dir`, `$SEQ2SEQ_DATA`, then the user cache. Multi30k
-files found in none of them are downloaded into the cache and checked against the SHA-256 sums
-shipped in `multi30k.sha256`.
+A split is a path prefix; its files are `{prefix}.{lang}` or `{prefix}.{lang}.gz`, or with
+`data.format: tsv` one tab-separated file, `{prefix}.tsv` or `{prefix}.txt` (or either `.gz`).
+Directories are searched in order: the config's `data.dir`, `$SEQ2SEQ_DATA`, then the user
+cache. Multi30k files found in none of them are downloaded into the cache and checked against
+the SHA-256 sums shipped in `multi30k.sha256`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from seq2seq.config import DataConfig
+from seq2seq.data.columns import Columns
+from seq2seq.data.holdout import Holdout, Part
 from seq2seq.data.lines import read_lines
 from seq2seq.errors import DataError
 
@@ -51,6 +55,60 @@ class ParallelText:
     tgt: list[str]
     src_path: Path
     tgt_path: Path
+
+
+TSV_SUFFIXES = (".tsv", ".tsv.gz", ".txt", ".txt.gz")
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """Where a split's pairs are: two line-aligned files, or (with `columns`) one tab-separated
+    file, both paths naming it; with `holdout`, only one held-out part of its pairs."""
+
+    src_path: Path
+    tgt_path: Path
+    columns: Columns | None = None
+    holdout: Holdout | None = None
+
+    @property
+    def paths(self) -> list[Path]:
+        """Each file once."""
+        return [self.src_path] if self.columns else [self.src_path, self.tgt_path]
+
+    def __str__(self) -> str:
+        return " / ".join(map(str, self.paths))
+
+    def pairs(
+        self, src: list[str], tgt: list[str] | None, first_line: int = 1
+    ) -> tuple[list[str], list[str], list[int]]:
+        """The source and target sentences of lines read from the files (`tgt` None for one
+        tab-separated file), from line `first_line` on, and each pair's line number: every
+        pair, or those of the held-out part."""
+        if self.columns is not None:
+            src, tgt = self.columns.pairs(src, str(self.src_path), first_line)
+        numbers = range(first_line, first_line + len(src))
+        if self.holdout is None:
+            return src, tgt, list(numbers)
+        kept = self.holdout.kept(tgt if self.holdout.by_target else src)
+        return [src[i] for i in kept], [tgt[i] for i in kept], [numbers[i] for i in kept]
+
+
+def locate(data: DataConfig, prefix: str, dirs: list[Path], part: Part | None = None) -> SplitFiles:
+    """The files of split `prefix`; with `part` and `data.holdout`, that part of its pairs."""
+    holdout = Holdout.of(data, part) if part else None
+    columns = Columns.of(data)
+    if columns is None:
+        paths = locate_split(prefix, (data.src_lang, data.tgt_lang), dirs, data.corpus)
+        return SplitFiles(*paths, holdout=holdout)
+    for directory in dirs:
+        for suffix in TSV_SUFFIXES:
+            if (path := directory / f"{prefix}{suffix}").is_file():
+                return SplitFiles(path, path, columns, holdout)
+    places = ", ".join(str(d) for d in dirs)
+    raise DataError(
+        f"cannot find {prefix}.tsv or {prefix}.txt (or either .gz) in {places}; set data.dir "
+        f"to the folder holding it"
+    )
 
 
 def find_file(prefix: str, lang: str, dirs: list[Path]) -> Path | None:
@@ -113,38 +171,48 @@ def download_multi30k(filename: str) -> Path:
 
 
 def read_parallel(src_path: Path, tgt_path: Path, *, skip_empty: bool) -> ParallelText:
-    """Read two aligned files. Pairs with an empty side are skipped (and the skip logged) with
+    """Two aligned files' pairs, as `read_split` reads them."""
+    return read_split(SplitFiles(src_path, tgt_path), skip_empty=skip_empty)
+
+
+def read_split(files: SplitFiles, *, skip_empty: bool) -> ParallelText:
+    """Read a split's pairs. Pairs with an empty side are skipped (and the skip logged) with
     `skip_empty`, for training; otherwise every line is kept, so an evaluation counts every
     reference, and an empty source translates to an empty line."""
-    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    src = read_lines(files.src_path)
+    tgt = None if files.columns else read_lines(files.tgt_path)
     if not src:
-        raise DataError(f"{src_path} is empty; a corpus file needs one sentence per line")
-    if len(src) != len(tgt):
+        raise DataError(f"{files.src_path} is empty; a corpus file needs one sentence per line")
+    if tgt is not None and len(src) != len(tgt):
         raise DataError(
-            f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}; "
+            f"{files.src_path} has {len(src)} lines but {files.tgt_path} has {len(tgt)}; "
             f"the files of a split must be line-aligned"
+        )
+    src, tgt, numbers = files.pairs(src, tgt)
+    if not src:
+        raise DataError(
+            f"the {files.holdout.part} part of {files} holds no pair; give data.holdout a "
+            f"larger share for it"
         )
     pairs = enumerate(zip(src, tgt, strict=True))
     empty = [i for i, (s, t) in pairs if not (s.strip() and t.strip())]
     if len(empty) == len(src):
-        raise DataError(f"{src_path} / {tgt_path} hold no pair with text on both sides")
+        raise DataError(f"{files} hold no pair with text on both sides")
     if empty and skip_empty:
         log.warning(
-            "skipped %d sentence pairs with an empty side in %s / %s (first at line %d)",
+            "skipped %d sentence pairs with an empty side in %s (first at line %d)",
             len(empty),
-            src_path,
-            tgt_path,
-            empty[0] + 1,
+            files,
+            numbers[empty[0]],
         )
         skip = set(empty)
         src = [line for i, line in enumerate(src) if i not in skip]
         tgt = [line for i, line in enumerate(tgt) if i not in skip]
     elif empty:
         log.info(
-            "%d sentence pairs in %s / %s have an empty side (first at line %d); all are kept",
+            "%d sentence pairs in %s have an empty side (first at line %d); all are kept",
             len(empty),
-            src_path,
-            tgt_path,
-            empty[0] + 1,
+            files,
+            numbers[empty[0]],
         )
-    return ParallelText(src, tgt, src_path, tgt_path)
+    return ParallelText(src, tgt, files.src_path, files.tgt_path)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from seq2seq.config import DataConfig
 from seq2seq.data import subword
-from seq2seq.data.corpus import ParallelText, cache_dir, data_dirs, locate_split, read_parallel
+from seq2seq.data.corpus import ParallelText, cache_dir, data_dirs, locate, read_split
+from seq2seq.data.holdout import Part
 from seq2seq.data.tokenizer import (
     SentencePieceTokenizer,
     Tokenizer,
@@ -57,8 +58,15 @@ class Example:
     tgt: list[int]
 
 
+# The configured splits' names; with `data.holdout` each is a part of the training corpus.
+PARTS: dict[str, Part] = {"train": "train", "valid": "valid", "val": "valid", "test": "test"}
+
+
 def split_prefix(config: DataConfig, name: str) -> str:
-    """`train`, `valid`/`val` and `test` name the configured splits; anything else is a prefix."""
+    """`train`, `valid`/`val` and `test` name the configured splits (with `data.holdout`, all
+    three are in the training corpus); anything else is a prefix."""
+    if config.holdout is not None and name in PARTS:
+        name = "train"
     if name == "train" and not isinstance(config.train, str):
         if len(config.train) > 1:
             raise DataError(
@@ -88,7 +96,8 @@ def load_split(
     SentencePiece cuts the text with the models of `vocabs` (a checkpoint's) or, without them,
     with the models trained on the training split (cached after the first time)."""
     prefix = split_prefix(config, name)
-    text = _read(config, prefix, data_dir, skip_empty=name == "train")
+    part = PARTS.get(name) if config.holdout is not None else None
+    text = _read(config, prefix, data_dir, skip_empty=name == "train", part=part)
     if vocabs is None and config.tokenizer == "sentencepiece":
         vocabs = (
             _subword_vocabs(config, text) if name == "train" else subword_vocabs(config, data_dir)
@@ -143,18 +152,21 @@ def numericalize(
 
 
 def _read(
-    config: DataConfig, prefix: str, data_dir: str | None, *, skip_empty: bool
+    config: DataConfig,
+    prefix: str,
+    data_dir: str | None,
+    *,
+    skip_empty: bool,
+    part: Part | None = None,
 ) -> ParallelText:
-    langs = (config.src_lang, config.tgt_lang)
-    src_path, tgt_path = locate_split(
-        prefix, langs, data_dirs(data_dir or config.dir), config.corpus
-    )
-    return read_parallel(src_path, tgt_path, skip_empty=skip_empty)
+    files = locate(config, prefix, data_dirs(data_dir or config.dir), part)
+    return read_split(files, skip_empty=skip_empty)
 
 
 def subword_vocabs(config: DataConfig, data_dir: str | None = None) -> tuple[Vocab, Vocab]:
     """The SentencePiece vocabularies the config trains on its training split (cached)."""
-    return _subword_vocabs(config, _read(config, config.train, data_dir, skip_empty=True))
+    prefix = split_prefix(config, "train")
+    return _subword_vocabs(config, _read(config, prefix, data_dir, skip_empty=True, part="train"))
 
 
 def _subword_vocabs(config: DataConfig, train: ParallelText) -> tuple[Vocab, Vocab]:

@@ -28,7 +28,7 @@ import numpy as np
 import sentencepiece
 
 from seq2seq.config import DataConfig
-from seq2seq.data.corpus import cache_dir, data_dirs, locate_split
+from seq2seq.data.corpus import SplitFiles, cache_dir, data_dirs, locate
 from seq2seq.data.dataset import train_cached, write_atomic
 from seq2seq.data.filters import REASONS, Filters, FilterState
 from seq2seq.data.ids import Provisional, SideWriter
@@ -137,10 +137,10 @@ def _write_error(error: OSError, folder: Path) -> DataError:
     return DataError(f"cannot write the prepared corpus in {folder.parent}: {error}")
 
 
-def _inputs(data: DataConfig) -> list[tuple[str, Path, Path]]:
-    langs = (data.src_lang, data.tgt_lang)
+def _inputs(data: DataConfig) -> list[tuple[str, SplitFiles]]:
+    """Each training corpus's prefix and files (with `data.holdout`, its training part)."""
     dirs = data_dirs(data.dir)
-    return [(p, *locate_split(p, langs, dirs, data.corpus)) for p in train_prefixes(data)]
+    return [(prefix, locate(data, prefix, dirs, "train")) for prefix in train_prefixes(data)]
 
 
 def _settings(data: DataConfig) -> dict:
@@ -156,6 +156,11 @@ def _settings(data: DataConfig) -> dict:
         "filters": asdict(Filters.of(data)),
         "libraries": {"spacy": spacy_version(), "sentencepiece": sentencepiece.__version__},
     }
+    # Keys absent at their defaults: corpora prepared before they existed keep their folders.
+    if data.format != "lines":
+        settings.update(format=data.format, columns=data.columns)
+    if data.holdout is not None:
+        settings.update(holdout=data.holdout, holdout_by=data.holdout_by or data.src_lang)
     if data.train_limit is not None and len(train_prefixes(data)) > 1:
         # The limit counts each corpus's pairs; folders whose limit counted the corpora
         # together (and could leave one out) were prepared under the same settings otherwise.
@@ -163,8 +168,8 @@ def _settings(data: DataConfig) -> dict:
     return settings
 
 
-def _digests(inputs: list[tuple[str, Path, Path]]) -> list[dict]:
-    return [file_digest(path) for _, *paths in inputs for path in paths]
+def _digests(inputs: list[tuple[str, SplitFiles]]) -> list[dict]:
+    return [file_digest(path) for _, files in inputs for path in files.paths]
 
 
 def file_digest(path: Path) -> dict:
@@ -216,11 +221,11 @@ def _build(data: DataConfig, folder: Path) -> None:
         digests=filters.duplicates,
     )
     state, parts = FilterState(filters), []
-    for prefix, src_path, tgt_path in inputs:  # data.train_limit counts each corpus's pairs
+    for prefix, files in inputs:  # data.train_limit counts each corpus's pairs
         reader = PartReader(
             settings=settings, workers=workers, state=state, writers=writers, words=words
         )
-        parts.append(reader.read(prefix, src_path, tgt_path, data.train_limit))
+        parts.append(reader.read(prefix, files, data.train_limit))
     if _total(parts) == 0:
         raise DataError(
             f"no training pair is left after the filters: {', '.join(_emptied(parts, data))}; "
@@ -263,10 +268,10 @@ class PartReader:
         self.settings, self.workers, self.state = settings, workers, state
         self.writers, self.words = writers, words
 
-    def read(self, prefix: str, src_path: Path, tgt_path: Path, remaining: int | None) -> dict:
+    def read(self, prefix: str, files: SplitFiles, remaining: int | None) -> dict:
         before = Counter(self.state.dropped)
         lines = pairs = 0
-        chunks = read_chunks(src_path, tgt_path)
+        chunks = read_chunks(files)
         for chunk in ordered_map(tokenize_chunk, chunks, self.settings, self.workers):
             lines += len(chunk.empty)
             keep = self._keep(chunk, None if remaining is None else remaining - pairs)
@@ -277,9 +282,8 @@ class PartReader:
                 break
         dropped = {reason: self.state.dropped[reason] - before[reason] for reason in REASONS}
         log.info(
-            "prepared %s / %s: %d lines read, %d pairs kept, dropped %s",
-            src_path,
-            tgt_path,
+            "prepared %s: %d lines read, %d pairs kept, dropped %s",
+            files,
             lines,
             pairs,
             ", ".join(f"{count} {reason}" for reason, count in dropped.items()),
@@ -309,9 +313,9 @@ def _subword_vocabs(data: DataConfig, inputs, folder: Path, workers: int) -> tup
         open(files[0], "w", encoding="utf-8") as src_out,
         open(files[1], "w", encoding="utf-8") as tgt_out,
     ):
-        for _, src_path, tgt_path in inputs:
+        for _, split in inputs:
             taken = 0
-            chunks = read_chunks(src_path, tgt_path)
+            chunks = read_chunks(split)
             for src, tgt, empty in ordered_map(subword_text_chunk, chunks, settings, workers):
                 kept = [i for i in range(len(src)) if not (empty[i] and data.filter_empty)]
                 kept = kept[: None if limit is None else limit - taken]

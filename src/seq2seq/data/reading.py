@@ -1,7 +1,8 @@
 """Reading a parallel corpus in aligned chunks of lines, never the whole of it at once.
 
-A chunk holds the raw bytes of the same lines of both files; decoding (and the error naming the
-file and line for bad UTF-8) happens where the chunk is tokenized, in a worker process.
+A chunk holds the raw bytes of the same lines of both files (or of the one tab-separated file);
+decoding (and the error naming the file and line for bad UTF-8 or a line with other fields)
+happens where the chunk is tokenized, in a worker process.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from seq2seq.data.corpus import SplitFiles
+from seq2seq.data.lines import split_lines
 from seq2seq.errors import DataError
 
 CHUNK_LINES = 8192
@@ -21,18 +24,31 @@ CHUNK_LINES = 8192
 
 @dataclass(frozen=True)
 class Chunk:
-    """Lines `first_line` .. of both files of a split (counted from 1), as raw bytes."""
+    """Lines `first_line` .. of a split's files (counted from 1), as raw bytes: of both files,
+    or (`tgt` None) of its one tab-separated file."""
 
     first_line: int
     src: bytes
-    tgt: bytes
-    src_name: str
-    tgt_name: str
+    tgt: bytes | None
+    files: SplitFiles
+
+    def pairs(self) -> tuple[list[str], list[str]]:
+        """The chunk's pairs (those of the held-out part the files name, if one), decoded; bad
+        UTF-8 or a line with other fields stops with an error naming its file and line."""
+        files, first = self.files, self.first_line
+        src = split_lines(self.src, str(files.src_path), first)
+        tgt = None if self.tgt is None else split_lines(self.tgt, str(files.tgt_path), first)
+        src, tgt, _ = files.pairs(src, tgt, first)
+        return src, tgt
 
 
-def read_chunks(src_path: Path, tgt_path: Path, lines: int = CHUNK_LINES) -> Iterator[Chunk]:
-    """Aligned chunks of `lines` lines of two files; DataError for a missing, unreadable or
-    empty file and for files of different lengths."""
+def read_chunks(files: SplitFiles, lines: int = CHUNK_LINES) -> Iterator[Chunk]:
+    """Chunks of `lines` lines of a split's files; DataError for a missing, unreadable or
+    empty file and for two files of different lengths."""
+    if files.columns is not None:
+        yield from _chunks_of_one(files, lines)
+        return
+    src_path, tgt_path = files.src_path, files.tgt_path
     with _open(src_path) as src, _open(tgt_path) as tgt:
         first = 1
         while True:
@@ -42,14 +58,24 @@ def read_chunks(src_path: Path, tgt_path: Path, lines: int = CHUNK_LINES) -> Ite
                 _misaligned(src_path, tgt_path, first, src_lines, tgt_lines, src, tgt)
             if not src_lines:
                 if first == 1:
-                    raise DataError(
-                        f"{src_path} is empty; a corpus file needs one sentence per line"
-                    )
+                    _empty(src_path)
                 return
-            yield Chunk(
-                first, b"".join(src_lines), b"".join(tgt_lines), str(src_path), str(tgt_path)
-            )
+            yield Chunk(first, b"".join(src_lines), b"".join(tgt_lines), files)
             first += len(src_lines)
+
+
+def _chunks_of_one(files: SplitFiles, lines: int) -> Iterator[Chunk]:
+    with _open(files.src_path) as handle:
+        first = 1
+        while chunk := _take(handle, lines, files.src_path):
+            yield Chunk(first, b"".join(chunk), None, files)
+            first += len(chunk)
+    if first == 1:
+        _empty(files.src_path)
+
+
+def _empty(path: Path) -> None:
+    raise DataError(f"{path} is empty; a corpus file needs one sentence per line")
 
 
 @contextlib.contextmanager

@@ -21,7 +21,6 @@ from typing import Literal
 
 import numpy as np
 
-from seq2seq.data.lines import split_lines
 from seq2seq.data.reading import Chunk
 from seq2seq.data.tokenizer import SentencePieceTokenizer, Tokenizer, sentencepiece_input
 
@@ -83,18 +82,13 @@ def _start(settings: WorkerSettings, ignore_interrupts: bool) -> None:
         ]
 
 
-def decode(chunk: Chunk) -> tuple[list[str], list[str]]:
-    return (
-        split_lines(chunk.src, chunk.src_name, chunk.first_line),
-        split_lines(chunk.tgt, chunk.tgt_name, chunk.first_line),
-    )
-
-
 def tokenize_chunk(chunk: Chunk) -> ChunkIds:
     """The ids of a chunk's lines, both sides."""
     settings = _state["settings"]
-    src, tgt = decode(chunk)
-    empty = np.array([not (s.strip() and t.strip()) for s, t in zip(src, tgt, strict=True)])
+    src, tgt = chunk.pairs()
+    empty = np.array(
+        [not (s.strip() and t.strip()) for s, t in zip(src, tgt, strict=True)], dtype=bool
+    )
     digests = None
     if settings.digests:
         digests = np.array([_digest(s, t) for s, t in zip(src, tgt, strict=True)], dtype=np.uint64)
@@ -109,8 +103,10 @@ def subword_text_chunk(chunk: Chunk) -> tuple[list[str], list[str], np.ndarray]:
     """What SentencePiece trains on, for a chunk: each side's prepared text and the pairs with
     an empty side."""
     settings = _state["settings"]
-    src, tgt = decode(chunk)
-    empty = np.array([not (s.strip() and t.strip()) for s, t in zip(src, tgt, strict=True)])
+    src, tgt = chunk.pairs()
+    empty = np.array(
+        [not (s.strip() and t.strip()) for s, t in zip(src, tgt, strict=True)], dtype=bool
+    )
     prepared = []
     for tokenizer, lines in zip(_state["tokenizers"], (src, tgt), strict=True):
         words = tokenizer.tokenize_many(lines) if settings.sp_pretokenize else None
