@@ -160,13 +160,15 @@ def save(path: Path, model, meta=META, **kwargs) -> None:
 
 
 def fail_in_weights(monkeypatch):
-    real = checkpoint.save_file
+    import safetensors.torch
+
+    real = safetensors.torch.save_file
 
     def half_written(tensors, path, *args, **kwargs):
         real(dict(list(tensors.items())[:2]), path)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint, "save_file", half_written)
+    monkeypatch.setattr(safetensors.torch, "save_file", half_written)
 
 
 def crash_when_moving_into_place(monkeypatch, name: str):

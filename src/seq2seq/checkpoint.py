@@ -10,8 +10,8 @@ safetensors and everything else in JSON, YAML or SentencePiece's own format, so 
 unpickles and never runs code from the file.
 
 Saving writes a temporary directory, flushes its files and itself to the disk, renames it into
-place and flushes the parent directory, so neither an interrupted save nor a power loss leaves
-less than one whole checkpoint.
+place and flushes the parent directory (writing.staged_dir), so neither an interrupted save, a
+full disk nor a power loss leaves less than one whole checkpoint.
 
 This module reads and writes the format and knows nothing of exports, ensembles or training:
 opening whatever a user names (a run, a checkpoint, an ensemble or an export) is loader.py's.
@@ -20,7 +20,6 @@ opening whatever a user names (a run, a checkpoint, an ensemble or an export) is
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -30,8 +29,9 @@ from typing import Any
 import torch
 import yaml
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from seq2seq import writing
 from seq2seq.config import (
     Config,
     ConfigError,
@@ -82,13 +82,10 @@ def save(
     optimizer: torch.optim.Optimizer | None = None,
     trainer_state: dict[str, Any] | None = None,
 ) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        save_file(model_weights(model), tmp / "model.safetensors")
+    """Write the checkpoint directory `path` whole, replacing any there (writing.staged_dir:
+    the previous one survives any failure); a failure the user can fix is a WriteError."""
+    with writing.staged_dir(path, replace=True) as tmp:
+        writing.save_tensors(model_weights(model), tmp / "model.safetensors")
         (tmp / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
         vocab = {"src": vocabs[0].itos, "tgt": vocabs[1].itos}
         (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
@@ -97,51 +94,12 @@ def save(
             (tmp / name).write_bytes(sides[side].subword_model)
         if optimizer is not None:
             tensors, rest = _split_optimizer_state(optimizer.state_dict())
-            save_file(tensors, tmp / "optimizer.safetensors")
+            writing.save_tensors(tensors, tmp / "optimizer.safetensors")
             (tmp / "trainer.json").write_text(
                 json.dumps({"optimizer": rest, **(trainer_state or {})})
             )
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        # mkdtemp and safetensors make private files; a checkpoint follows the user's umask.
-        tmp.chmod(0o777 & ~umask)
-        for file in tmp.iterdir():
-            file.chmod(0o666 & ~umask)
-            _fsync(file)
-        _fsync(tmp)
-        _replace_dir(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Swap `new` in as `target`; at every moment one complete checkpoint exists on disk,
-    either under `target` or, mid-swap, under `.{target}.old`."""
-    old = _old(target)
-    if old.exists():
-        if target.exists():  # a swap finished but its clean-up was interrupted
-            shutil.rmtree(old)
-        else:  # a swap was interrupted: the old copy is the only whole checkpoint
-            old.rename(target)
-    if target.exists():
-        target.rename(old)
-    new.rename(target)
-    _fsync(target.parent)  # the renames reach the disk before the old copy goes
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file's data, or a directory's entries, to the disk: without it a power loss can
-    leave a renamed checkpoint with empty files, or undo the rename."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _old(path: Path) -> Path:
-    return path.with_name(f".{path.name}.old")
 
 
 def remove(path: Path) -> None:
@@ -166,7 +124,7 @@ def resolve(path: str | Path) -> Path:
     """A checkpoint directory, or a run directory (meaning its best checkpoint); if a save was
     interrupted mid-swap, the whole previous checkpoint it left."""
     path = Path(path)
-    for candidate in (path, _old(path), path / "best", _old(path / "best")):
+    for candidate in (path, writing.previous(path), path / "best", writing.previous(path / "best")):
         if (candidate / "meta.json").is_file():
             return candidate
     if not path.exists():

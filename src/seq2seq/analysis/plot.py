@@ -11,9 +11,9 @@ needs a display nor changes the backend of a program that imports seq2seq.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from seq2seq import writing
 from seq2seq.errors import Seq2SeqError
 
 FORMATS = {".png": "png", ".svg": "svg"}
@@ -60,17 +60,9 @@ def check_figure_output(output: Path) -> None:
 def save_figure(figure, output: Path) -> None:
     """Write the figure in the format of output's extension. It is drawn into a temporary file
     beside output and renamed into place, so a failure never leaves a half-written figure."""
-    output = Path(output)
-    fmt = figure_format(output)
-    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "xb") as handle:  # created with the user's umask
-            figure.savefig(handle, format=fmt)
-        os.replace(temporary, output)
-    except OSError as error:
-        raise Seq2SeqError(f"cannot write {output}: {error.strerror or error}") from None
-    finally:
-        temporary.unlink(missing_ok=True)
+    fmt = figure_format(Path(output))
+    with writing.replacing(output) as handle:
+        figure.savefig(handle, format=fmt)
 
 
 def read_log(run: Path) -> list[dict]:

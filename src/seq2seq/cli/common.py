@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from seq2seq.errors import Seq2SeqError
-
 RUN_HELP = "run directory (uses best/), a checkpoint directory or a CTranslate2 export"
 
 
@@ -103,7 +101,6 @@ def emit(lines: list[str], output: str | None) -> None:
 
 
 def write_lines(path: Path, lines: list[str]) -> None:
-    try:
-        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    except OSError as error:
-        raise Seq2SeqError(f"cannot write {path}: {error.strerror}") from None
+    from seq2seq.writing import write_file
+
+    write_file(path, "".join(line + "\n" for line in lines))

@@ -20,12 +20,12 @@ does that CTranslate2 must be told explicitly:
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from seq2seq import writing
 from seq2seq.checkpoint import Checkpoint, subword_files
 from seq2seq.data.vocab import EOS, SOS, UNK
 from seq2seq.errors import Seq2SeqError
@@ -54,12 +54,11 @@ def export_run(run: str | Path, output: str | Path, *, quantization: str = "int8
     ckpt = load_checkpoint(run)
     _check_exportable(ckpt)
     rows = position_rows(ckpt)
-    output.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the output and renamed into place, so that a failed export leaves nothing
     # that looks like an export.
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as scratch:
-        staging = Path(scratch) / "export"
-        _Converter(ckpt, rows).convert(str(staging), quantization=quantization)
+    with writing.staged_dir(output) as staging:
+        # The converter replaces the (empty) folder it is given only when forced to.
+        _Converter(ckpt, rows).convert(str(staging), quantization=quantization, force=True)
         _copy_run_files(ckpt, staging)
         manifest.Manifest(
             checkpoint=str(ckpt.path),
@@ -70,7 +69,6 @@ def export_run(run: str | Path, output: str | Path, *, quantization: str = "int8
             position_rows=rows,
             text=_text_settings(ckpt),
         ).write(staging)
-        staging.rename(output)
     return output
 
 
