@@ -17,8 +17,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import assert_error, cli
-from helpers import SRC, TGT, make_model, save
+from conftest import assert_error, cli, isolated
+from helpers import SRC, TGT, TINY, make_model, save
 
 from seq2seq import checkpoint, writing
 from seq2seq.analysis.plot import LOG_KEYS
@@ -233,3 +233,20 @@ def test_a_plot_onto_a_full_disk_keeps_the_old_figure(logged_run, tmp_path, caps
         code = cli(["plot", logged_run, "--output", figure])
     assert_error(capsys, code, f"cannot write {figure}: File too large")
     assert figure.read_text() == "old" and hidden_leftovers(tmp_path) == []
+
+
+# The cache, shared through SEQ2SEQ_CACHE, is readable as the user's umask allows.
+
+
+def test_every_cache_file_follows_the_umask(corpus, tmp_path, capsys):  # noqa: F811 (a fixture)
+    cache = tmp_path / "cache"
+    argv = ["prepare", TINY, f"data.dir={corpus}", "data.train_limit=200"]
+    argv += ["data.tokenizer=sentencepiece", "data.vocab_size=200"]
+    with isolated(cache), umask(0o022):
+        assert cli(argv) == 0
+    files = [path for path in cache.rglob("*") if path.is_file()]
+    kinds = {path.parent.name for path in files}
+    assert {"subword", "corpora"} <= kinds, kinds  # SentencePiece models, digests.json
+    for path in [cache, *cache.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o755 if path.is_dir() else 0o644), (path.relative_to(cache), oct(mode))

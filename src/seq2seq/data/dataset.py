@@ -13,8 +13,6 @@ import gzip
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from seq2seq.data.tokenizer import (
 )
 from seq2seq.data.vocab import Vocab
 from seq2seq.errors import DataError
+from seq2seq.writing import write_cache
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +211,7 @@ def train_cached(config: DataConfig, digest, lines: Iterable[str], name: str, co
         name,
     )
     model = subword.train(lines, **settings, name=name)
-    write_atomic(cache_file, model)
+    write_cache(cache_file, model)
     return subword.subword_vocab(model)
 
 
@@ -239,16 +238,5 @@ def _tokenize_cached(
         tokens = tokenizer.encode(prepared)
     else:
         tokens = tokenizer.tokenize_many(lines)
-    write_atomic(cache_file, gzip.compress(json.dumps(tokens, ensure_ascii=False).encode()))
+    write_cache(cache_file, gzip.compress(json.dumps(tokens, ensure_ascii=False).encode()))
     return tokens
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except OSError as error:  # A read-only or full cache only costs speed.
-        log.warning("cannot write the cache file %s: %s", path, error)

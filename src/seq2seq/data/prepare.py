@@ -29,7 +29,7 @@ import sentencepiece
 
 from seq2seq.config import DataConfig
 from seq2seq.data.corpus import SplitFiles, cache_dir, data_dirs, locate
-from seq2seq.data.dataset import train_cached, write_atomic
+from seq2seq.data.dataset import train_cached
 from seq2seq.data.filters import REASONS, Filters, FilterState
 from seq2seq.data.ids import Provisional, SideWriter
 from seq2seq.data.prepared import (
@@ -55,6 +55,7 @@ from seq2seq.data.workers import (
     tokenize_chunk,
 )
 from seq2seq.errors import DataError
+from seq2seq.writing import write_cache
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ def file_digest(path: Path) -> dict:
             digest.update(block)
     facts["sha256"] = digest.hexdigest()
     memo[facts["path"]] = facts
-    write_atomic(memo_file, json.dumps(memo).encode())
+    write_cache(memo_file, json.dumps(memo).encode())
     return facts
 
 
