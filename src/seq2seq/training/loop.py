@@ -50,7 +50,6 @@ class Trainer:
         self.report = Report(
             config.run_dir, tensorboard=config.train.tensorboard, enabled=distributed.is_main()
         )
-        seed_everything(config.seed)
         if config.train.num_threads:
             torch.set_num_threads(config.train.num_threads)
         # Under torchrun: a process group with the others, and this process's own GPU.
@@ -62,6 +61,10 @@ class Trainer:
             SYNC_EVERY_ON_GPU if self.device.type == "cuda" else 1
         )
         self.data = training_data(config.data)
+        # Seeded once the data is ready: preparing it may import libraries that draw from
+        # Python's random numbers (rich does), and a run must draw the same numbers whether
+        # its corpus was prepared now or found prepared.
+        seed_everything(config.seed)
         self.model = build_model(
             config.model, **model_sizes(self.data.src_vocab, self.data.tgt_vocab)
         ).to(self.device)
