@@ -3,6 +3,7 @@ checkpoints across stops, the schedule, and what a changed config or corpus is r
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -32,10 +33,11 @@ from helpers import (
 from safetensors.torch import load_file
 
 from seq2seq import checkpoint
-from seq2seq.config import ConfigError
+from seq2seq.config import ConfigError, DataConfig
 from seq2seq.errors import TrainingInterrupted
 from seq2seq.training import Trainer
 from seq2seq.training import loop as loop_module
+from seq2seq.training.state import check_resumable
 
 # Exact resume.
 
@@ -219,6 +221,55 @@ def test_resume_with_a_changed_config_lists_every_change(one_epoch, corpus):
     )
     assert "0.001 -> 0.01); " in str(error.value) and "overwrite=true" in str(error.value)
     assert snapshot(one_epoch) == before
+
+
+# A new value for each data key, valid with the tiny corpus (src_lang=en reads the English
+# side twice). A data key added to DataConfig fails the test below until it is given one here.
+DATA_ALTERNATIVES = {
+    **{"corpus": "multi30k", "dir": "/elsewhere", "src_lang": "en", "tgt_lang": "de"},
+    **{"train": "val", "train_weights": (1.0,), "valid": "train", "test": "val"},
+    **{"format": "tsv", "columns": ("de", "en"), "holdout": (0.1, 0.1), "holdout_by": "en"},
+    **{"tokenizer": "sentencepiece", "lowercase": False, "reverse_source": False},
+    **{"joint_vocab": True, "min_freq": 3, "max_size": 100, "sp_model_type": "bpe"},
+    **{"vocab_size": 100, "sp_pretokenize": True, "max_length": 50, "train_limit": 10},
+    **{"num_workers": 1, "filter_empty": False, "filter_long": True},
+    **{"max_length_ratio": 2.0, "filter_duplicates": True},
+}
+
+
+@pytest.mark.parametrize(
+    ("tokenizer", "resumable"),
+    [
+        ("spacy", {"num_workers", "sp_model_type", "vocab_size", "sp_pretokenize"}),
+        ("sentencepiece", {"num_workers", "min_freq", "max_size"}),
+    ],
+)
+def test_a_data_key_may_change_on_resume_only_where_it_changes_no_training_data(
+    corpus, tmp_path, tokenizer, resumable
+):
+    """Resumable: the data keys that the prepared corpus's key does not hold and the run does
+    not read (the number of workers; the other tokenizer's settings, which do nothing)."""
+    assert set(DATA_ALTERNATIVES) == {field.name for field in dataclasses.fields(DataConfig)}
+    saved = tiny(corpus, tmp_path, f"data.tokenizer={tokenizer}")
+    last = SimpleNamespace(config=saved, src_vocab=None, tgt_vocab=None, path=tmp_path / "last")
+    found = set()
+    for key, value in DATA_ALTERNATIVES.items():
+        if getattr(saved.data, key) == value:
+            continue  # the tokenizer, in the SentencePiece run
+        config = dataclasses.replace(saved, data=dataclasses.replace(saved.data, **{key: value}))
+        try:
+            check_resumable(last, config, (None, None))
+            found.add(key)
+        except ConfigError as error:
+            assert f"cannot resume with a changed config (data.{key}: " in str(error)
+    assert found == resumable
+
+
+@pytest.mark.slow  # trains
+def test_a_run_resumes_with_another_number_of_workers(one_epoch, straight, corpus, tmp_path):
+    run = shutil.copytree(one_epoch, tmp_path / "tiny")
+    train(tiny(corpus, tmp_path, "train.epochs=2", "data.num_workers=1", "resume=true"))
+    assert_same_run(run, straight)
 
 
 @pytest.mark.slow  # trains

@@ -10,14 +10,23 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from seq2seq import checkpoint, distributed
-from seq2seq.config import Config, ConfigError, config_diff, config_to_dict
+from seq2seq.config import (
+    Config,
+    ConfigError,
+    DataConfig,
+    changed_keys,
+    config_diff,
+    config_to_dict,
+)
+from seq2seq.data.prepare import prepared_path
 from seq2seq.data.vocab import Vocab
 from seq2seq.errors import CheckpointError
 
@@ -28,6 +37,7 @@ log = logging.getLogger(__name__)
 # `train.patience` and `train.keep_checkpoints` only decide when to stop and what to keep;
 # `train.sync_every` and `train.distributed_timeout` only when to look; `train.accumulate`
 # changes the batch of an update, as a new number of processes does (see `accumulation`).
+# Data keys are not listed: see `prepares_alike`.
 RESUMABLE_CHANGES = {
     "resume",
     "overwrite",
@@ -44,6 +54,18 @@ RESUMABLE_CHANGES = {
     "model.cpu_fast_path",
     "train.tensorboard",
 }
+
+
+# The data keys that a run reads besides its prepared corpus: which files, in what format and
+# columns (the corpus's key holds their digests, not their paths), each corpus's share of an
+# epoch, the evaluation splits (or the held-out ones), and what reading does to every pair
+# (the source's reversal, the cut to max_length).
+READ_BY_THE_RUN = frozenset(
+    {
+        *("corpus", "dir", "train", "format", "columns", "train_weights"),
+        *("valid", "test", "holdout", "holdout_by", "reverse_source", "max_length"),
+    }
+)
 
 
 @dataclass
@@ -193,11 +215,16 @@ def _processes(count: int) -> str:
 
 
 def check_resumable(last: checkpoint.Checkpoint, config: Config, vocabs: tuple[Vocab, Vocab]):
-    """Resuming must continue the same run: same config (but RESUMABLE_CHANGES), same
-    vocabularies, and never another model shape, even with overwrite=true."""
-    changes = config_diff(
-        config_to_dict(last.config), config_to_dict(config), ignore=RESUMABLE_CHANGES
-    )
+    """Resuming must continue the same run: same config (but RESUMABLE_CHANGES and data keys
+    that `prepares_alike`), same vocabularies, and never another model shape, even with
+    overwrite=true."""
+    changes = [
+        f"{key}: {old!r} -> {new!r}"
+        for key, (old, new) in changed_keys(
+            config_to_dict(last.config), config_to_dict(config)
+        ).items()
+        if key not in RESUMABLE_CHANGES and not prepares_alike(key, old, config.data)
+    ]
     if changes and not config.overwrite:
         raise ConfigError(
             "cannot resume with a changed config (" + "; ".join(changes) + "); undo the "
@@ -216,6 +243,18 @@ def check_resumable(last: checkpoint.Checkpoint, config: Config, vocabs: tuple[V
             f"cannot resume: the model in {last.path} was built with other model.* "
             f"settings; a run's model cannot change shape, start a new run instead"
         )
+
+
+def prepares_alike(key: str, old: Any, data: DataConfig) -> bool:
+    """Whether `key`, changed from `old` to its value in `data`, changes only how the prepared
+    corpus is made, not what the run trains on: a data key that the run does not read
+    (READ_BY_THE_RUN) and that leaves the prepared corpus's key alone, which holds everything
+    the corpus's contents depend on (data/prepare.py). So `data.num_workers` may change, as may
+    a SentencePiece setting in a spaCy run; the next key of either kind needs no list."""
+    name = key.removeprefix("data.")
+    if name == key or name in READ_BY_THE_RUN:
+        return False
+    return prepared_path(replace(data, **{name: old})) == prepared_path(data)
 
 
 class BestCheckpoint:
