@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_error, cli, isolated
-from helpers import SRC, TGT, TINY, make_model, save
+from helpers import SRC, TGT, TINY, make_model, save, snapshot, tiny_argv
 
 from seq2seq import checkpoint, writing
 from seq2seq.analysis.plot import LOG_KEYS
 from seq2seq.config import Config, TransformerConfig
 from seq2seq.data.vocab import model_sizes
 from seq2seq.models import build_model
+from seq2seq.training.report import Report
 from seq2seq.writing import WriteError
 
 
@@ -250,3 +251,53 @@ def test_every_cache_file_follows_the_umask(corpus, tmp_path, capsys):  # noqa: 
     for path in [cache, *cache.rglob("*")]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == (0o755 if path.is_dir() else 0o644), (path.relative_to(cache), oct(mode))
+
+
+# Training: the run folder, its checkpoints and its log.
+
+
+@pytest.mark.slow  # prepares the corpus
+def test_training_into_an_unwritable_place_is_one_line(corpus, unwritable, capsys):  # noqa: F811
+    code = cli(tiny_argv(corpus, unwritable, "train.epochs=1"))
+    assert_error(capsys, code, f"cannot write {unwritable}")
+
+
+@pytest.mark.slow  # trains
+def test_a_full_disk_at_the_first_save_is_one_line_and_leaves_no_checkpoint(
+    corpus,  # noqa: F811 (a fixture)
+    tmp_path,
+    capsys,
+):
+    argv = tiny_argv(corpus, tmp_path, "train.epochs=1")
+    assert cli(["prepare", *argv[1:]]) == 0  # the prepared corpus is in the cache, whole
+    capsys.readouterr()
+    with file_size_limit(20 * 1024):  # ulimit -f 20
+        code = cli(argv)
+    assert_error(capsys, code, f"cannot write {tmp_path / 'tiny'}/", "File too large")
+    assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == ["config.yaml"]
+
+
+@pytest.mark.slow  # trains
+def test_a_full_disk_while_resuming_keeps_the_last_checkpoint(
+    one_epoch,
+    corpus,  # noqa: F811 (a fixture)
+    tmp_path,
+    capsys,
+):
+    run = shutil.copytree(one_epoch, tmp_path / "tiny")
+    before = snapshot(run / "last")
+    with file_size_limit(20 * 1024):
+        code = cli(tiny_argv(corpus, tmp_path, "train.epochs=2", "resume=true"))
+    assert_error(capsys, code, f"cannot write {run}/", "File too large")
+    assert snapshot(run / "last") == before and hidden_leftovers(run) == []
+
+
+def test_a_full_disk_while_logging_an_epoch_keeps_the_log_whole(tmp_path):
+    report = Report(tmp_path, tensorboard=False)
+    record = {"epoch": 1, "train_loss": 1.0, "train_ppl": 2.7, "val_loss": 1.0, "val_ppl": 2.7}
+    record |= {"val_free_ppl": 3.0, "val_bleu": 1.0, "val_bleu_tokenized": 1.0, "seconds": 1.0}
+    report.write(record | {"tokens_per_second": 10.0})
+    logged = (tmp_path / "log.jsonl").read_text()
+    with file_size_limit(len(logged) + 10), pytest.raises(WriteError, match="File too large"):
+        report.write(record | {"epoch": 2, "tokens_per_second": 10.0})
+    assert (tmp_path / "log.jsonl").read_text() == logged and hidden_leftovers(tmp_path) == []

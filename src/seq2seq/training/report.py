@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 from tqdm import tqdm
 
-from seq2seq import distributed
+from seq2seq import distributed, writing
 from seq2seq.config import ConfigError
 
 
@@ -43,17 +42,13 @@ class Report:
         self.scalars.close()
 
     def _write_line(self, record: dict) -> bool:
-        """Append the record, or replace the epoch's earlier one; says whether it replaced."""
+        """Add the record, or replace the epoch's earlier one; says whether it replaced. The
+        log is written whole (it has a line an epoch), so a full disk never leaves half a
+        line."""
         earlier = read_log(self.path)
         kept = [line for line in earlier if line.get("epoch") != record["epoch"]]
-        if len(kept) == len(earlier):
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
-            return False
-        partial = self.path.with_name(self.path.name + ".partial")
-        partial.write_text("".join(json.dumps(line) + "\n" for line in [*kept, record]))
-        os.replace(partial, self.path)
-        return True
+        writing.write_file(self.path, "".join(json.dumps(line) + "\n" for line in [*kept, record]))
+        return len(kept) < len(earlier)
 
 
 def start_line(config, device, precision: str, data, batches: int, accumulate: int) -> str:

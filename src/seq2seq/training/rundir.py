@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from seq2seq import checkpoint
+from seq2seq import checkpoint, writing
 from seq2seq.config import Config, ConfigError, config_to_dict
 from seq2seq.errors import CheckpointError
 
@@ -56,15 +56,16 @@ def holds_checkpoint(run_dir: Path) -> bool:
 def prepare(config: Config) -> None:
     """Make the directory and write the effective config; with overwrite=true (not resuming),
     the replaced run goes, all of it."""
-    run_dir = config.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = writing.make_dirs(config.run_dir)
     if not config.resume:
         (run_dir / "log.jsonl").unlink(missing_ok=True)
         for name in ("best", "last", "tensorboard"):
             shutil.rmtree(run_dir / name, ignore_errors=True)
         for kept in checkpoint.epoch_checkpoints(run_dir):
             shutil.rmtree(kept)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    writing.write_file(
+        run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    )
 
 
 def save(
