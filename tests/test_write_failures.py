@@ -301,3 +301,17 @@ def test_a_full_disk_while_logging_an_epoch_keeps_the_log_whole(tmp_path):
     with file_size_limit(len(logged) + 10), pytest.raises(WriteError, match="File too large"):
         report.write(record | {"epoch": 2, "tokens_per_second": 10.0})
     assert (tmp_path / "log.jsonl").read_text() == logged and hidden_leftovers(tmp_path) == []
+
+
+def test_prepare_into_an_unwritable_cache_is_one_line(corpus, unwritable, capsys):  # noqa: F811
+    with isolated(unwritable):
+        code = cli(["prepare", TINY, f"data.dir={corpus}", "data.train_limit=100"])
+    assert_error(capsys, code, "cannot write")
+
+
+def test_prepare_onto_a_full_disk_is_one_line_and_leaves_nothing(corpus, tmp_path, capsys):  # noqa: F811
+    with isolated(tmp_path / "cache"), file_size_limit(2000):
+        code = cli(["prepare", TINY, f"data.dir={corpus}", "data.train_limit=100"])
+    assert_error(capsys, code, "File too large")
+    assert hidden_leftovers(tmp_path / "cache") == []
+    assert not list((tmp_path / "cache").glob("prepared*/*"))

@@ -74,7 +74,7 @@ class SideWriter:
         ids = side.ids[np.repeat(keep, side.lengths)]
         if words is not None:
             ids = words.number(side.words, ids, SIDES.index(self.side))
-        ids.astype(self.dtype).tofile(self.file)
+        write_array(self.file, ids.astype(self.dtype))
         self.lengths.append(side.lengths[keep])
 
     def finish(self, vocab: Vocab, words: Provisional | None) -> dict:
@@ -86,8 +86,9 @@ class SideWriter:
         tokens = int(lengths.sum(dtype=np.int64))
         offsets = np.zeros(len(lengths), dtype=offset_dtype(tokens))
         np.cumsum(lengths[:-1], out=offsets[1:])
-        lengths.tofile(self.folder / f"{self.side}.lengths")
-        offsets.tofile(self.folder / f"{self.side}.offsets")
+        for name, array in (("lengths", lengths), ("offsets", offsets)):
+            with open(self.folder / f"{self.side}.{name}", "wb") as out:
+                write_array(out, array)
         return {
             "pairs": len(lengths),
             "tokens": tokens,
@@ -105,5 +106,12 @@ class SideWriter:
                 ids = np.fromfile(
                     provisional, np.uint32, min(REMAP_CHUNK, total - start), offset=start * 4
                 )
-                table[ids].astype(dtype).tofile(out)
+                write_array(out, table[ids].astype(dtype))
         provisional.unlink()
+
+
+def write_array(handle, array: np.ndarray) -> None:
+    """The array's bytes to an open file. numpy's tofile reports a short write ("1304 requested
+    and 500 written") without its reason; a file's own write raises the OSError it is
+    (ENOSPC, EFBIG), which says what to fix."""
+    handle.write(np.ascontiguousarray(array).data)
