@@ -45,8 +45,9 @@ def pick_precision(name: str, device: torch.device, model_type: str = "lstm") ->
     Transformer trained faster in it, and the tutorial run's test BLEU was within seed noise of
     float32's (docs/speed.md). GPUs that support bfloat16 get it for every model, older GPUs
     float16 with a gradient scaler. Other CPUs emulate bfloat16 (there the Transformer trained
-    4.6x slower in it, and oneDNN has no bfloat16 LSTM at all), and MPS autocast support varies,
-    so they keep float32. float16 is for CUDA alone: CPUs have no fast float16 arithmetic."""
+    several times slower in it, docs/precision.md, and oneDNN has no bfloat16 LSTM at all), and
+    MPS autocast support varies, so they keep float32. float16 is for CUDA alone: CPUs have no
+    fast float16 arithmetic."""
     if name == "float16" and device.type != "cuda":
         raise Seq2SeqError(
             f"train.precision=float16 needs a CUDA GPU (this run is on {device.type}); use "

@@ -8,7 +8,7 @@ The recurrent models' CPU fast path (models/cpu_rnn.py) calls the float LSTM's w
 directly, which a quantized LSTM no longer has: quantized models take the plain module calls.
 
 `auto` quantizes only the model types on which int8 was measured to pay at every beam size
-(benchmarks/decode_speed.py --engines; the figures are in docs/export.md): the LSTM.
+(benchmarks/decode_speed.py --engines; the figures are in docs/export-measured.md): the LSTM.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from torch import nn
 from seq2seq.errors import ParameterError
 
 CHOICES = ("none", "int8", "auto")
-# The model.type values whose int8 decoding was measured faster, greedy and at beam 5, at no
-# more than 0.3 BLEU lost, on the CPU.
+# The model.type values whose int8 decoding was measured faster on the CPU, greedy and at beam
+# 5, at the same BLEU (docs/export-measured.md).
 PAYS: frozenset[str] = frozenset({"lstm"})
 
 

@@ -1,7 +1,7 @@
 """From corpus files to numericalized examples, with a cache of the tokenized text.
 
-Tokenizing Multi30k with spaCy takes most of a minute; the tokens of each file are cached
-(keyed by the file's SHA-256 and the tokenizer settings), so a second run starts in seconds.
+Tokenizing with spaCy is slow; the tokens of each file are cached (keyed by the file's SHA-256
+and the tokenizer settings), so a second run does not tokenize again.
 SentencePiece models are cached too (keyed by their training text and settings), and so are
 the pieces of each file (keyed by the model's bytes). Numericalizing against a vocabulary is
 cheap and is done on every run.

@@ -68,10 +68,10 @@ class PreparedSide:
 
     def ids_of(self, index: int) -> np.ndarray:
         """The ids of pair `index`, read with `pread` rather than through the mapping. A page
-        fault maps whatever the page cache holds around the page (with large folios, hundreds
-        of KB), so a few batches read through the mapping swelled each process's RSS, and an
-        epoch would swell it by the whole file (measured in Docs > Data > Memory). Read, the
-        bytes stay in the kernel's page cache, one copy shared by every process."""
+        fault maps whatever the page cache holds around the page (with large folios, far more
+        than the page), so a few batches read through the mapping swelled each process's RSS,
+        and an epoch would swell it by the whole file (docs/data-measured.md). Read, the bytes
+        stay in the kernel's page cache, one copy shared by every process."""
         length = int(self.lengths[index])
         if not self.files:  # no pread (Windows), or nothing to read
             start = int(self.offsets[index])

@@ -15,8 +15,8 @@ import numpy as np
 
 def shuffled_range(count: int, rng: random.Random) -> np.ndarray:
     """0 .. count-1 shuffled by `rng.shuffle`: the permutation a shuffled list of the same
-    length would get (it depends on the length alone), held as 8 bytes per index instead of
-    a list's 36."""
+    length would get (it depends on the length alone), held as one int64 array instead of a
+    list of Python ints (a pointer and an object each)."""
     order = array.array("q", range(count))
     rng.shuffle(order)
     return np.frombuffer(order, dtype=np.int64)

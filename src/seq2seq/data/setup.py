@@ -58,7 +58,7 @@ class TrainCorpus:
     def batch_count(self, size: int, unit: str) -> int:
         """An epoch's batches: exact for batches of sentences (each pool of examples gives the
         same number whatever the shuffle), about that for token batches. Counted on the
-        unshuffled order: shuffling millions of indices takes seconds."""
+        unshuffled order: shuffling a large corpus's indices is slow (docs/data-measured.md)."""
         order = np.arange(len(self))
         return len(bucket_batches(self.lengths, size=size, unit=unit, rng=Random(0), order=order))
 

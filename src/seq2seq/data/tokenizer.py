@@ -3,7 +3,7 @@
 `spacy.blank(lang)` holds the same tokenizer rules as the tutorial's `de_core_news_sm` and
 `en_core_web_sm` pipelines, without downloading a model. Whitespace tokens (spaCy's token for a
 double space or a tab) are kept, as the tutorial keeps them; this is what makes its vocabulary
-sizes (7,853 de, 5,893 en) come out exactly.
+sizes come out exactly (docs/text.md).
 
 A SentencePiece tokenizer needs its model, which its vocabulary carries (training it is
 data/subword.py's business). `tokenizer_for` is the one place that picks the tokenizer a
@@ -42,13 +42,13 @@ def tokenizer_for(
 
 @functools.lru_cache(maxsize=8)
 def _moses_detokenizer(lang: str):
-    from sacremoses import MosesDetokenizer  # imported when first needed: 0.25 s
+    from sacremoses import MosesDetokenizer  # imported when first needed: its import is slow
 
     return MosesDetokenizer(lang=lang)
 
 
 def spacy_version() -> str:
-    """spaCy's version, without importing it (2 s): SentencePiece runs never need it."""
+    """spaCy's version, without importing it (slow): SentencePiece runs never need it."""
     return importlib.metadata.version("spacy")
 
 
@@ -107,9 +107,8 @@ class Tokenizer:
         spaced in German, where spaCy never splits a hyphenated word, and a German suspended
         hyphen (`Obst- und Gemüse`) is kept as written. In English, French and Czech a dash
         with spaces around it (`man - woman`) gives the same tokens as a hyphenated word and
-        is joined; on Multi30k's training text such a token is a hyphen inside a word 1,339
-        times in 1,345 (English), 2,088 in 2,094 (French) and 340 in 343 (Czech)
-        (`benchmarks/detok_roundtrip.py --splits train`)."""
+        is joined; on Multi30k's training text such a token is almost always a hyphen inside a
+        word (the counts: docs/text.md, Detokenization)."""
         words: list[str] = []
         tokens = [token for token in tokens if token.strip()]
         i = 0
@@ -250,5 +249,5 @@ def _clean(text: str) -> str:
 
 
 # Unicode's control characters (category Cc) are exactly U+0000-U+001F and U+007F-U+009F. (A
-# regular expression: much faster than str.translate on long corpora; see docs/data.md.)
+# regular expression: much faster than str.translate on long corpora.)
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")

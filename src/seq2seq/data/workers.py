@@ -118,7 +118,7 @@ def _side_ids(tokenizer: Tokenizer | SentencePieceTokenizer, lines: list[str]) -
     if isinstance(tokenizer, SentencePieceTokenizer):
         pieces = tokenizer.ids_many(lines)
         lengths = np.fromiter(map(len, pieces), dtype=np.uint32, count=len(pieces))
-        flat = itertools.chain.from_iterable(pieces)  # in C: a generator here cost seconds
+        flat = itertools.chain.from_iterable(pieces)  # in C: far faster than a generator
         ids = np.fromiter(flat, dtype=np.uint32, count=int(lengths.sum()))
         return SideIds(ids, lengths, None)
     tokens = tokenizer.tokenize_many(lines)

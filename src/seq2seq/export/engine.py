@@ -11,7 +11,7 @@ Decoding options map one to one: beam size, n-best (`num_hypotheses`), the minim
 (CTranslate2's default of 1 is overridden) and the length limit, a * source length + b capped
 at max_length, which CTranslate2 takes as one number per call: sentences are decoded in groups
 of one limit. The length penalty does not map: ours is GNMT's, ((5 + length) / 6) ** alpha,
-and CTranslate2 4 divides by length ** alpha (measured: a 3-token hypothesis' score is its
+and CTranslate2 4 divides by length ** alpha (a 3-token hypothesis' score is its
 log-probability / 3 ** alpha), which ranks hypotheses otherwise; it is refused.
 """
 

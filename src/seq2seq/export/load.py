@@ -44,10 +44,9 @@ def load_export(path: str | Path, device: torch.device, *, quantize: str = "none
 def threads(device: torch.device) -> dict:
     """On a CPU, one worker per thread, each decoding a batch on one thread, rather than one
     worker multiplying each matrix on every thread: our models' matrices are too small to
-    share. Measured on 2 cores (docs/export.md, benchmarks/ct2_threads.py): int8 at beam 5
-    decoded test2016 at 490 sentences/s against 235 the other way, and one sentence alone
-    took 5.4 ms against 57.5 (a float32 one, on oneDNN, 14.7 against 9.2).
-    `CTranslate2Model` queues every batch at once, so that the workers have work."""
+    share, so int8 decodes files, a busy server's batches and lone sentences faster this way
+    (the figures: docs/export-measured.md, Threads). `CTranslate2Model` queues every batch at
+    once, so that the workers have work."""
     if device.type == "cpu":
         return {"inter_threads": torch.get_num_threads(), "intra_threads": 1}
     return {"inter_threads": 1}

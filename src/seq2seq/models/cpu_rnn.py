@@ -4,7 +4,7 @@ None of this changes what a model computes; tests compare each piece with the pl
 `nn.LSTM` / `nn.GRU` calls that `model.cpu_fast_path: false` selects (the fallback, should a
 PyTorch release break the private `torch.lstm` / `torch.gru` calls made here).
 
-- `dropout`: a uniform draw and a comparison, three times faster on CPU than `F.dropout`.
+- `dropout`: a uniform draw and a comparison, faster on CPU than `F.dropout` (docs/speed.md).
 - `run_layers`: a stacked RNN one layer (one oneDNN call) at a time, with our dropout or given
   dropout masks between layers.
 - `final_states_by_length`: a padded batch's exact final states from dense calls over time
