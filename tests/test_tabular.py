@@ -1,4 +1,4 @@
-"""Tab-separated corpora (`data.format: tsv`) and splits held out of the training corpus
+"""Tab-separated corpora (`data.columns`) and splits held out of the training corpus
 (`data.holdout`): read as the columns say, plain or gzip, prepared as two files would be,
 a bad line refused in one line, and a held-out split that shares no deciding sentence with
 training, whatever the file's order."""
@@ -36,7 +36,7 @@ def write_tsv(path: Path, rows: list[tuple[str, ...]]) -> Path:
 
 def tsv(folder: Path, **settings) -> DataConfig:
     settings = {"columns": ("en", "de"), "num_workers": 1, "min_freq": 1, **settings}
-    return DataConfig(corpus="files", dir=str(folder), format="tsv", **settings)
+    return DataConfig(corpus="files", dir=str(folder), **settings)
 
 
 @pytest.mark.parametrize("name", ["train.tsv", "train.tsv.gz", "train.txt", "train.txt.gz"])
@@ -96,8 +96,7 @@ def test_a_missing_tab_separated_file_names_what_was_looked_for(tmp_path):
 @pytest.mark.parametrize(
     "overrides, fragment",
     [
-        (["data.format=tsv"], "data.format=tsv needs data.columns"),
-        (["data.format=tsv", "data.columns=en,fr"], "data.columns=['en', 'fr'] must name "),
+        (["data.columns=en,fr"], "data.columns=['en', 'fr'] must name data.src_lang='de'"),
         (["data.columns=de,de,en"], "must name data.src_lang='de' once"),
         (["data.holdout=0.5,0.5"], "its shares must add up to less than 1"),
         (["data.holdout=0.1,0.1", "data.train=a,b"], "data.train lists 2; name one"),

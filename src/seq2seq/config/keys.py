@@ -7,6 +7,7 @@ parsing and the configuration reference read the `Rule` it stores in the field's
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
@@ -14,13 +15,49 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Applies:
+    """When a key has an effect: while the key `other` (dotted from the top) holds one of
+    `values`, or with `unless`, while it holds none of them."""
+
+    other: str
+    values: tuple
+    unless: bool = False
+
+    def holds(self, value: Any) -> bool:
+        return (value in self.values) != self.unless
+
+    def __str__(self) -> str:
+        spelled = "/".join(map(spell, self.values))
+        return f"{self.other} not {spelled}" if self.unless else f"{self.other}={spelled}"
+
+
+def when(other: str, *values: Any) -> Applies:
+    """A key that has an effect only while `other` holds one of `values`."""
+    return Applies(other, values)
+
+
+def unless(other: str, *values: Any) -> Applies:
+    """A key that has no effect while `other` holds one of `values`."""
+    return Applies(other, values, unless=True)
+
+
+def spell(value: Any) -> str:
+    """A value as YAML writes it: true, null, [0.9, 0.98]."""
+    if isinstance(value, tuple):
+        value = list(value)
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@dataclass(frozen=True)
 class Rule:
     """What a key's value must be beyond its type. `must` completes "KEY=VALUE must be ...";
-    `check` is None where the type says everything (a string, a boolean, a choice)."""
+    `check` is None where the type says everything (a string, a boolean, a choice).
+    `applies`, where the key has an effect only in some configs, says in which."""
 
     help: str
     must: str | None = None
     check: Callable[[Any], bool] | None = None
+    applies: Applies | None = None
 
 
 def key(
@@ -33,16 +70,20 @@ def key(
     below: float | None = None,
     must: str | None = None,
     check: Callable[[Any], bool] | None = None,
+    applies: Applies | None = None,
 ) -> Any:
     """A dataclass field with a default and a help text. Numbers take bounds: `low`/`high`
     inclusive, `above`/`below` exclusive; other rules give `check` and the words `must`.
     A null value and each item of a list are checked on their own, so bounds suit
-    `int | None` and `tuple[float, float]` keys as they are."""
+    `int | None` and `tuple[float, float]` keys as they are. A key that matters only in some
+    configs says in which with `applies` (`when(...)`, `unless(...)`): setting it elsewhere
+    is warned of at load."""
     bounds = (low, high, above, below)
     if any(bound is not None for bound in bounds):
         assert check is None, "a key takes bounds or a check, not both"
         must, check = _bounds(*bounds)
-    return dataclasses.field(default=default, metadata={"rule": Rule(help, must, check)})
+    rule = Rule(help, must, check, applies)
+    return dataclasses.field(default=default, metadata={"rule": rule})
 
 
 def section(cls: type, help: str) -> Any:

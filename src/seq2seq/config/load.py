@@ -4,12 +4,14 @@ declaration, every problem reported in one error."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from seq2seq.config.effects import ineffective
 from seq2seq.config.keys import Rule, rule_of
 from seq2seq.config.kinds import (
     coerce,
@@ -22,6 +24,8 @@ from seq2seq.config.kinds import (
 from seq2seq.config.model import MODEL_CONFIGS, ModelConfig, RecurrentConfig
 from seq2seq.config.sections import Config
 from seq2seq.errors import Seq2SeqError
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(Seq2SeqError, ValueError):
@@ -39,7 +43,10 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
                 f"override {override!r} must look like key=value, e.g. train.epochs=2"
             )
         _set_dotted(raw, key, parse_text(value, declared_types(key)))
-    return config_from_dict(raw)
+    config = config_from_dict(raw)
+    if found := ineffective(config, raw):
+        log.warning("settings with no effect in this config: %s", "; ".join(found))
+    return config
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

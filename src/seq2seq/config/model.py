@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from seq2seq.config.keys import key
+from seq2seq.config.keys import key, unless, when
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class RecurrentConfig:
         "On CPU, dense oneDNN calls in exact time slices and our own dropout "
         "(models/cpu_rnn.py); false runs plain nn.LSTM / nn.GRU calls, tested equal, should a "
         "PyTorch release break the private calls the fast path makes. GPUs always run cuDNN.",
+        applies=unless("device", "cuda", "mps"),
     )
 
 
@@ -60,7 +61,9 @@ class AttentionConfig:
         "additive", "additive (Bahdanau's MLP), general (Luong's bilinear) or dot."
     )
     input_feeding: bool = key(
-        True, "luong only: the previous attentional vector is part of the next RNN input."
+        True,
+        "luong only: the previous attentional vector is part of the next RNN input.",
+        applies=when("model.style", "luong"),
     )
 
     def problems(self) -> list[str]:
@@ -95,6 +98,7 @@ class TransformerConfig:
     share_embeddings: bool = key(
         True,
         "With a joint vocabulary (data.joint_vocab), the encoder shares the decoder's embedding.",
+        applies=when("data.joint_vocab", True),
     )
 
     def problems(self) -> list[str]:

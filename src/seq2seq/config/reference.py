@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
-from typing import Any
 
-from seq2seq.config.keys import rule_of
+from seq2seq.config.keys import rule_of, spell
 from seq2seq.config.kinds import describe, requirement
 from seq2seq.config.model import MODEL_CONFIGS
 from seq2seq.config.sections import Config
@@ -45,11 +43,6 @@ def _table(title: str, doc: str | None, prefix: str, cls: type) -> list[str]:
         valid = describe(hints[field.name])
         if rule.must:
             valid += f", {requirement(hints[field.name], rule.must)}"
-        cells = [f"`{prefix}{field.name}`", f"`{_yaml(field.default)}`", valid, rule.help]
+        cells = [f"`{prefix}{field.name}`", f"`{spell(field.default)}`", valid, rule.help]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return [*lines, ""]
-
-
-def _yaml(value: Any) -> str:
-    """A default as a YAML file spells it: null, true, [0.9, 0.999]."""
-    return value if isinstance(value, str) else json.dumps(value)

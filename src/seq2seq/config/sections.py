@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from seq2seq.config.keys import is_plain_name, key, section
+from seq2seq.config.keys import is_plain_name, key, section, unless, when
 from seq2seq.config.model import ModelConfig, RecurrentConfig
 
 SPECIALS = 4  # <unk>, <pad>, <sos>, <eos>: a vocabulary holds more than these
@@ -41,20 +41,22 @@ class DataConfig:
         "(null: every pair once an epoch); a corpus short of its share is repeated.",
         above=0,
     )
-    valid: str = key("val", "The validation split's path prefix, as `train`.")
-    test: str = key("test_2016_flickr", "The test split's path prefix, as `train`.")
-    format: Literal["lines", "tsv"] = key(
-        "lines",
-        "lines: a split is two line-aligned files, {prefix}.{src_lang} and {prefix}.{tgt_lang}; "
-        "tsv: one file of tab-separated pairs, {prefix}.tsv or {prefix}.txt, whose columns "
-        "`columns` names. Either may be gzip-compressed ({name}.gz).",
+    valid: str = key(
+        "val", "The validation split's path prefix, as `train`.", applies=when("data.holdout", None)
+    )
+    test: str = key(
+        "test_2016_flickr",
+        "The test split's path prefix, as `train`.",
+        applies=when("data.holdout", None),
     )
     columns: tuple[str, ...] | None = key(
         None,
-        "tsv only: what each tab-separated column holds, in order; the columns named "
-        "`src_lang` and `tgt_lang` are read, any other name is a column skipped: [en, de] for "
-        "the Tatoeba exports, [en, de, attribution] for the newer ones. A line with another "
-        "number of fields is refused.",
+        "null: a split is two line-aligned files, {prefix}.{src_lang} and {prefix}.{tgt_lang}. "
+        "A list: a split is one file of tab-separated pairs, {prefix}.tsv or {prefix}.txt, "
+        "and the list says what each column holds, in order; the columns named `src_lang` and "
+        "`tgt_lang` are read, any other name is a column skipped: [en, de] for the Tatoeba "
+        "exports, [en, de, attribution] for the newer ones. A line with another number of "
+        "fields is refused. Every file may be gzip-compressed ({name}.gz).",
     )
     holdout: tuple[float, float] | None = key(
         None,
@@ -69,6 +71,7 @@ class DataConfig:
     holdout_by: str | None = key(
         None,
         "holdout only: the language whose sentence decides a pair's split (null: src_lang).",
+        applies=unless("data.holdout", None),
     )
     tokenizer: Literal["spacy", "sentencepiece"] = key(
         "spacy",
@@ -84,20 +87,33 @@ class DataConfig:
         "One vocabulary for source and target (a Transformer then shares their embeddings); "
         "with sentencepiece, also one model trained on both sides' text.",
     )
-    min_freq: int = key(2, "spacy only: keep tokens seen at least this many times.", low=1)
+    min_freq: int = key(
+        2,
+        "spacy only: keep tokens seen at least this many times.",
+        low=1,
+        applies=when("data.tokenizer", "spacy"),
+    )
     max_size: int | None = key(
         None,
         "spacy only: the most tokens a vocabulary keeps, specials included (null: no limit).",
         above=SPECIALS,
+        applies=when("data.tokenizer", "spacy"),
     )
     sp_model_type: Literal["bpe", "unigram"] = key(
-        "unigram", "sentencepiece only: the SentencePiece model type."
+        "unigram",
+        "sentencepiece only: the SentencePiece model type.",
+        applies=when("data.tokenizer", "sentencepiece"),
     )
     vocab_size: int = key(
-        5000, "sentencepiece only: the pieces per vocabulary, specials included.", above=SPECIALS
+        5000,
+        "sentencepiece only: the pieces per vocabulary, specials included.",
+        above=SPECIALS,
+        applies=when("data.tokenizer", "sentencepiece"),
     )
     sp_pretokenize: bool = key(
-        False, "sentencepiece only: read spaCy's tokens joined by spaces instead of the raw text."
+        False,
+        "sentencepiece only: read spaCy's tokens joined by spaces instead of the raw text.",
+        applies=when("data.tokenizer", "sentencepiece"),
     )
     max_length: int = key(
         1000,
@@ -147,10 +163,6 @@ class DataConfig:
         return problems + self._column_problems() + self._holdout_problems(len(prefixes))
 
     def _column_problems(self) -> list[str]:
-        if self.format == "tsv" and self.columns is None:
-            return [
-                "data.format=tsv needs data.columns, what each column holds in order, e.g. [en, de]"
-            ]
         return [
             f"data.columns={list(self.columns)} must name data.{side}={lang!r} once"
             for side, lang in (("src_lang", self.src_lang), ("tgt_lang", self.tgt_lang))
@@ -196,11 +208,30 @@ class TrainConfig:
         "paper's). inverse_sqrt: rise linearly to `lr` over `warmup_steps` updates, then fall "
         "as 1/sqrt(step) (Vaswani et al. 2017, section 5.3).",
     )
-    halve_after_epochs: float = key(5.0, "halving: the epoch the halving starts.", low=0)
-    halve_every_epochs: float = key(0.5, "halving: epochs between two halvings.", above=0)
-    warmup_steps: int = key(4000, "inverse_sqrt: updates of linear warmup to `lr`.", low=1)
+    halve_after_epochs: float = key(
+        5.0,
+        "halving: the epoch the halving starts.",
+        low=0,
+        applies=when("train.lr_schedule", "halving"),
+    )
+    halve_every_epochs: float = key(
+        0.5,
+        "halving: epochs between two halvings.",
+        above=0,
+        applies=when("train.lr_schedule", "halving"),
+    )
+    warmup_steps: int = key(
+        4000,
+        "inverse_sqrt: updates of linear warmup to `lr`.",
+        low=1,
+        applies=when("train.lr_schedule", "inverse_sqrt"),
+    )
     adam_betas: tuple[float, float] = key(
-        (0.9, 0.999), "Adam's (beta1, beta2); the Transformer used (0.9, 0.98).", low=0, below=1
+        (0.9, 0.999),
+        "Adam's (beta1, beta2); the Transformer used (0.9, 0.98).",
+        low=0,
+        below=1,
+        applies=when("train.optimizer", "adam"),
     )
     weight_decay: float = key(
         0.0,
@@ -289,7 +320,9 @@ class Config:
     device: Literal["auto", "cpu", "cuda", "mps"] = key("auto", "Where to train.")
     resume: bool = key(False, "Continue from the run directory's last checkpoint.")
     overwrite: bool = key(
-        False, "Allow training into an existing run directory, replacing its checkpoints."
+        False,
+        "Allow training into an existing run directory, replacing its checkpoints.",
+        applies=when("resume", False),
     )
     data: DataConfig = section(DataConfig, "The corpus, its tokenizer and its vocabularies.")
     model: ModelConfig = section(RecurrentConfig, "The architecture and its sizes.")

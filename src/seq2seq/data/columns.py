@@ -1,4 +1,4 @@
-"""Tab-separated corpora (`data.format: tsv`): one pair a line, its fields separated by tabs,
+"""Tab-separated corpora (`data.columns` set): one pair a line, its fields separated by tabs,
 as in the Tatoeba exports that manythings.org publishes for Anki (`English<TAB>German`, and in
 newer exports a third field, the pair's attribution). `data.columns` names each field; the
 ones named by the source and target languages are read. There is no quoting: a sentence holds
@@ -24,9 +24,9 @@ class Columns:
     @classmethod
     def of(cls, data: DataConfig) -> Columns | None:
         """The config's columns; None for two files of lines."""
-        if data.format != "tsv":
-            return None
         names = data.columns
+        if names is None:
+            return None
         return cls(names, names.index(data.src_lang), names.index(data.tgt_lang))
 
     def pairs(self, lines: list[str], source: str, first_line: int) -> tuple[list[str], list[str]]:

@@ -1,7 +1,7 @@
 """Reading parallel corpora: finding the files, checking them, and fetching Multi30k.
 
 A split is a path prefix; its files are `{prefix}.{lang}` or `{prefix}.{lang}.gz`, or with
-`data.format: tsv` one tab-separated file, `{prefix}.tsv` or `{prefix}.txt` (or either `.gz`).
+`data.columns` one tab-separated file, `{prefix}.tsv` or `{prefix}.txt` (or either `.gz`).
 Directories are searched in order: the config's `data.dir`, `$SEQ2SEQ_DATA`, then the user
 cache. Multi30k files found in none of them are downloaded into the cache and checked against
 the SHA-256 sums shipped in `multi30k.sha256`.

@@ -158,8 +158,8 @@ def _settings(data: DataConfig) -> dict:
         "libraries": {"spacy": spacy_version(), "sentencepiece": sentencepiece.__version__},
     }
     # Keys absent at their defaults: corpora prepared before they existed keep their folders.
-    if data.format != "lines":
-        settings.update(format=data.format, columns=data.columns)
+    if data.columns is not None:
+        settings["columns"] = data.columns
     if data.holdout is not None:
         settings.update(holdout=data.holdout, holdout_by=data.holdout_by or data.src_lang)
     if data.train_limit is not None and len(train_prefixes(data)) > 1:
