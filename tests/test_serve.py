@@ -328,7 +328,7 @@ BAD = [
         "/translate",
         {"text": ["a"], "attention": True},
         422,
-        "model 'golden' has no attention; ask for attention only from one model of "
+        f"model 'golden' has no attention: {GOLDEN} has no attention (model.type=lstm); use "
         "model.type=attention or transformer",
     ),
     (

@@ -132,6 +132,11 @@ def resolve(path: str | Path) -> Path:
             f"checkpoint {path} does not exist; give a run directory or its "
             f"best/ or last/ checkpoint"
         )
+    if (path / "config.yaml").is_file():  # a run directory before its first save
+        raise CheckpointError(
+            f"{path} has no checkpoint yet: a run saves best/ and last/ at the end of its "
+            f"first epoch; give it then"
+        )
     raise CheckpointError(
         f"{path} is not a seq2seq checkpoint (no meta.json); give a run "
         f"directory or its best/ or last/ checkpoint"

@@ -13,11 +13,18 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from seq2seq.config import Config, TrainConfig
+from seq2seq.config import TrainConfig
 from seq2seq.data.batching import Batch, iterate, sorted_batches
 from seq2seq.data.dataset import Example
 from seq2seq.errors import Seq2SeqError
-from seq2seq.search import Hypothesis, beam_search, end_at_once, greedy_search, max_lengths
+from seq2seq.search import (
+    MAX_LENGTH,
+    Hypothesis,
+    beam_search,
+    end_at_once,
+    greedy_search,
+    max_lengths,
+)
 
 
 @dataclass(frozen=True)
@@ -36,15 +43,21 @@ class DecodeSettings:
     max_length_b: int | None = None
     max_length: int | None = None
 
-    def for_checkpoint(self, config: Config, tgt_vocab_size: int) -> DecodeSettings:
-        """These settings for one model: its length rule where none was given, and a beam no
-        wider than its target vocabulary (wider only costs memory: 10**9 would exhaust it)."""
+    def for_checkpoint(self, ckpt) -> DecodeSettings:
+        """These settings for one checkpoint (or ensemble, or export), checked against it
+        before any work: a beam no wider than its target vocabulary (wider only costs memory:
+        10**9 would exhaust it), and what a model that decodes whole lists itself cannot honour
+        (its `check_settings`: an export's length penalty). The length rule left unset is the
+        checkpoint's."""
+        tgt_vocab_size = len(ckpt.tgt_vocab)
         if self.beam_size > tgt_vocab_size:
             raise Seq2SeqError(
                 f"beam size {self.beam_size} is larger than the model's target vocabulary "
                 f"({tgt_vocab_size} tokens); give a beam size of at most {tgt_vocab_size}"
             )
-        return self.with_length_rule(config.train)
+        if check := getattr(ckpt.model, "check_settings", None):
+            check(self)
+        return self.with_length_rule(ckpt.config.train)
 
     def with_length_rule(self, train: TrainConfig) -> DecodeSettings:
         a, b = self.max_length_a, self.max_length_b
@@ -61,10 +74,28 @@ class DecodeSettings:
         return max_lengths(src_lengths, rule.max_length_a, rule.max_length_b, self.max_length)
 
 
+# The ranges the search can honour. The length penalty's ((5 + length) / 6) ** alpha stays a
+# float32 for any output up to MAX_LENGTH at alpha 10, and GNMT's best was below 1.
+MAX_ALPHA = 10
+# A batch far past what memory holds is refused before it is tried (CTranslate2 reserves its
+# memory up front, and fails at 2**31).
+MAX_BATCH_SIZE = 100_000
+UPPER = {
+    "batch_size": MAX_BATCH_SIZE,
+    "min_length": MAX_LENGTH,
+    "max_length": MAX_LENGTH,
+    "max_length_b": MAX_LENGTH,
+    "max_length_a": MAX_LENGTH,
+    "alpha": MAX_ALPHA,
+}
+
+
 def checked_settings(names: Mapping[str, str], **values) -> DecodeSettings:
-    """Decoding settings from a user's values, each checked, the one check for the command
-    line and the Python API. `names` says how the user wrote each setting (`--beam-size`,
-    `beam_size`), for the error: one line naming the setting, what it must be and the value."""
+    """Decoding settings from a user's values, each checked against the range the search can
+    honour, the one check for the command line, the Python API and the server (the checkpoint
+    adds its own, `DecodeSettings.for_checkpoint`). `names` says how the user wrote each setting
+    (`--beam-size`, `beam_size`), for the error: one line naming the setting, what it must be
+    and the value."""
 
     def fail(name: str, requirement: str) -> None:
         raise Seq2SeqError(f"{names[name]} must be {requirement} (got {values[name]!r})")
@@ -81,6 +112,9 @@ def checked_settings(names: Mapping[str, str], **values) -> DecodeSettings:
         fail("alpha", "a finite number, 0 or more")
     if values.get("max_length_a") is not None and not is_finite_number(values["max_length_a"]):
         fail("max_length_a", "a finite number, 0 or more")
+    for name, most in UPPER.items():
+        if name in values and values[name] is not None and values[name] > most:
+            fail(name, f"at most {most}")
     if values.get("n_best", 1) > values["beam_size"]:
         fail("n_best", f"between 1 and {names['beam_size']}={values['beam_size']}")
     max_length = values.get("max_length")

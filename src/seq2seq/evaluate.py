@@ -153,6 +153,6 @@ def evaluate_split(
         vocab=ckpt.tgt_vocab,
         tokenizer=tokenizer,
         device=device,
-        settings=settings.for_checkpoint(ckpt.config, len(ckpt.tgt_vocab)),
+        settings=settings.for_checkpoint(ckpt),
     )
     return {"split": split.name, "sentences": len(examples), **figures}

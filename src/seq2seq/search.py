@@ -35,6 +35,10 @@ import torch
 
 from seq2seq.models.protocol import DecoderState
 
+# The longest output any search writes, in tokens, whatever the length rule says: far past a
+# sentence's, and within what every engine can hold (decode.py checks the settings against it).
+MAX_LENGTH = 10_000
+
 # What greedy search's output buffer holds where no token was written (past a sentence's end).
 _UNWRITTEN = -1
 
@@ -63,9 +67,11 @@ def length_penalty(length: int, alpha: float) -> float:
 
 
 def max_lengths(src_lengths: torch.Tensor, a: float, b: int, limit: int | None = None):
-    """Per-sentence output length limits, a * source length + b (optionally capped)."""
-    lengths = (src_lengths.float() * a).long() + b
-    return lengths.clamp(max=limit) if limit is not None else lengths
+    """Per-sentence output length limits, a * source length + b, capped at `limit` if given
+    and always at MAX_LENGTH; reckoned in float64, so no rule overflows an integer."""
+    cap = MAX_LENGTH if limit is None else min(limit, MAX_LENGTH)
+    lengths = (src_lengths.double() * a).floor() + float(b)
+    return lengths.clamp(max=cap).long()
 
 
 def _cut_at_zero(alpha: float, n_best: int) -> list[Hypothesis]:
@@ -130,13 +136,12 @@ def greedy_search(
     tokens = torch.full((len(todo),), sos, dtype=torch.long, device=device)
     limits = max_length.to(device)[ids]
     scores = torch.zeros(batch_size, device=device)
-    width = int(max_length.max())
-    outputs = torch.full((batch_size, width), _UNWRITTEN, dtype=torch.long, device=device)
-    for step in range(width):
+    written = []  # per step: (the rows still decoding, the tokens they wrote)
+    for step in range(int(max_length.max())):
         log_probs, state = model.decode_step(tokens, state)  # (B', V)
         best, tokens = log_probs.max(dim=-1)  # (B',)
         scores.index_add_(0, ids, best)
-        outputs[ids, step] = tokens
+        written.append((ids, tokens))
         running = (tokens != eos) & (step + 1 < limits)
         if not bool(running.all()):
             if not bool(running.any()):
@@ -144,6 +149,10 @@ def greedy_search(
             keep = running.nonzero().flatten()
             ids, tokens, limits = ids[keep], tokens[keep], limits[keep]
             state = state.select(keep)
+    # As wide as the steps taken, not the limit: a generous limit costs no memory.
+    outputs = torch.full((batch_size, len(written)), _UNWRITTEN, dtype=torch.long, device=device)
+    for step, (rows, tokens) in enumerate(written):
+        outputs[rows, step] = tokens
     return [
         _greedy_hypothesis(row, score, eos, alpha)
         for row, score in zip(outputs.tolist(), scores.tolist(), strict=True)

@@ -22,7 +22,7 @@ class Translator:
     ):
         self.ckpt = ckpt
         self.device = device
-        self.settings = settings.for_checkpoint(ckpt.config, len(ckpt.tgt_vocab))
+        self.settings = settings.for_checkpoint(ckpt)
         data = ckpt.config.data
         self.src_tokenizer = tokenizer_for(data, "src", ckpt.src_vocab)
         self.tgt_tokenizer = tokenizer_for(data, "tgt", ckpt.tgt_vocab)
@@ -32,7 +32,7 @@ class Translator:
         checkpoint's); a shallow copy shares the model and tokenizers, which cost far more to
         build than a decode of a few sentences."""
         translator = copy.copy(self)
-        translator.settings = settings.for_checkpoint(self.ckpt.config, len(self.ckpt.tgt_vocab))
+        translator.settings = settings.for_checkpoint(self.ckpt)
         return translator
 
     def nbest(self, lines: list[str]) -> list[list[tuple[str, Hypothesis]]]:

@@ -18,8 +18,14 @@ def add(commands) -> None:
 
 
 def run(args) -> int:
+    from seq2seq.export import manifest
     from seq2seq.export.convert import export_run
 
     output = export_run(args.run, args.output, quantization=args.quantization)
-    print(f"exported: {output} (translate with: seq2seq translate {output})")
+    # A run still training may have moved on: say which checkpoint this is.
+    taken = manifest.read(output)
+    print(
+        f"exported: {output} from {taken.checkpoint} (epoch {taken.epoch}, step {taken.step}); "
+        f"translate with: seq2seq translate {output}"
+    )
     return 0

@@ -17,6 +17,7 @@ log-probability / 3 ** alpha), which ranks hypotheses otherwise; it is refused.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 
 import torch
@@ -27,6 +28,8 @@ from seq2seq.decode import DecodeSettings
 from seq2seq.errors import ParameterError
 from seq2seq.search import Hypothesis, hypothesis
 
+log = logging.getLogger(__name__)
+
 
 class CTranslate2Model:
     """Decodes with `translator`, a `ctranslate2.Translator` over an export directory."""
@@ -36,11 +39,8 @@ class CTranslate2Model:
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.position_rows = position_rows
 
-    def decode_examples(self, examples: list[Example], settings: DecodeSettings):
-        """The n-best hypotheses of each example, in order, as `decode.decode_examples`, with
-        search.py's empty hypotheses: a source without tokens gives the empty hypothesis
-        ended at once, of the log-probability `score_examples` gives an empty target; a
-        length limit of 0, the empty hypothesis cut there (log-probability 0)."""
+    def check_settings(self, settings: DecodeSettings) -> None:
+        """Refuse, before any work, what CTranslate2 cannot do as our search does."""
         if settings.alpha != 0.0:
             raise ParameterError(
                 "alpha",
@@ -48,11 +48,19 @@ class CTranslate2Model:
                 f"** alpha; CTranslate2 divides by length ** alpha, which ranks otherwise: use "
                 f"{{parameter}} 0 with an export, or decode the run itself",
             )
+
+    def decode_examples(self, examples: list[Example], settings: DecodeSettings):
+        """The n-best hypotheses of each example, in order, as `decode.decode_examples`, with
+        search.py's empty hypotheses: a source without tokens gives the empty hypothesis
+        ended at once, of the log-probability `score_examples` gives an empty target; a
+        length limit of 0, the empty hypothesis cut there (log-probability 0). A limit past
+        the exported position table is cut to it, and said."""
+        self.check_settings(settings)
         cut = [hypothesis([], 0.0, ended=False, alpha=0.0)] * settings.n_best
         out = [cut for _ in examples]
         sources = [example.src[1:-1] for example in examples]
         self._end_empty_sources(examples, settings, out)
-        limits = settings.limits(torch.tensor([len(source) for source in sources])).tolist()
+        limits = self._limits(settings, [len(source) for source in sources])
         groups = defaultdict(list)
         for index, source in enumerate(sources):
             if source and limits[index] > 0:  # the others are done
@@ -77,6 +85,23 @@ class CTranslate2Model:
                     for tokens, score in zip(result.hypotheses, result.scores, strict=True)
                 ]
         return out
+
+    def _limits(self, settings: DecodeSettings, lengths: list[int]) -> list[int]:
+        """Each source's output length limit, at most the tokens the position table holds
+        (an output and its <sos>: convert.position_rows sized it for the run's default rule
+        at its longest source)."""
+        limits = settings.limits(torch.tensor(lengths)).tolist()
+        most = self.position_rows - 1
+        if any(limit > most for limit in limits):
+            log.warning(
+                "this export's position table holds %d positions, so outputs are cut at %d "
+                "tokens (the length rule asked for up to %d); decode the run itself for longer "
+                "ones",
+                self.position_rows,
+                most,
+                max(limits),
+            )
+        return [min(limit, most) for limit in limits]
 
     def _end_empty_sources(self, examples, settings: DecodeSettings, out: list) -> None:
         """Each source without tokens ends at once: its n-best list in `out` becomes the empty
@@ -128,7 +153,8 @@ def _options(settings: DecodeSettings, limit: int) -> dict:
         "beam_size": settings.beam_size,
         "num_hypotheses": settings.n_best,
         "length_penalty": 0.0,  # CTranslate2's default is 1
-        "min_decoding_length": settings.min_length,
+        # Past the limit, the limit wins, as in search.py: every output is cut there.
+        "min_decoding_length": min(settings.min_length, limit),
         "max_decoding_length": limit,
         "max_input_length": 0,  # our sources are cut at data.max_length already
         "return_scores": True,

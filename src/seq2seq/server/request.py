@@ -10,6 +10,7 @@ import json
 from fastapi import HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from seq2seq.analysis.attention_maps import attention_refusal
 from seq2seq.decode import DecodeSettings, checked_settings
 from seq2seq.errors import Seq2SeqError
 from seq2seq.server.registry import ServedModel
@@ -41,7 +42,7 @@ async def read_request(
     request = TranslateRequest.model_validate_json(body)
     refuse_duplicate_keys(body)
     served = check(request, models, default, settings)
-    return request, served, decode_settings(request)
+    return request, served, decode_settings(request, served)
 
 
 def require_json(raw: Request) -> None:
@@ -66,9 +67,11 @@ def refuse_duplicate_keys(body: bytes) -> None:
     json.loads(body, object_pairs_hook=pairs)
 
 
-def decode_settings(request: TranslateRequest) -> DecodeSettings:
+def decode_settings(request: TranslateRequest, served: ServedModel) -> DecodeSettings:
+    """The request's settings, checked as the command line checks its options, then against
+    the model (what an export cannot honour), before anything is queued."""
     try:
-        return checked_settings(
+        settings = checked_settings(
             FIELDS,
             beam_size=request.beam_size,
             n_best=request.n_best or 1,
@@ -76,8 +79,10 @@ def decode_settings(request: TranslateRequest) -> DecodeSettings:
             max_length=request.max_length,
             alpha=request.alpha,
         )
+        served.decoder(settings)
     except Seq2SeqError as error:
         refuse(str(error))
+    return settings
 
 
 def check(
@@ -109,8 +114,7 @@ def check(
         refuse(f"n_best must be between 1 and beam_size={request.beam_size} (got {request.n_best})")
     if request.attention and not models[name].attention:
         refuse(
-            f"model {name!r} has no attention; ask for attention only from one model of "
-            f"model.type=attention or transformer, not an lstm or an ensemble"
+            f"model {name!r} has no attention: {attention_refusal(models[name].translator.ckpt)}"
         )
     return models[name]
 
