@@ -78,9 +78,8 @@ def test_a_line_with_other_fields_is_one_line_naming_file_and_line(tmp_path, wor
     path = write_tsv(tmp_path / "train.tsv.gz", rows)
     data = tsv(tmp_path, num_workers=workers)
     expected = (
-        f"{path} line 9001 has 3 tab-separated fields, and data.columns names 2 "
-        f"tab-separated fields (en, de); set data.columns to name each of its columns, or "
-        f"mend the line"
+        f"{path} line 9001 has 3 tab-separated fields, but data.columns names 2 (en, de); "
+        f"set data.columns to name each of its columns, or mend the line"
     )
     for read in (lambda: prepare(data), lambda: load_split(data, "train")):
         with pytest.raises(DataError) as error:

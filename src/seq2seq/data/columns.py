@@ -37,9 +37,9 @@ class Columns:
             fields = line.split("\t")
             if len(fields) != len(self.names):
                 raise DataError(
-                    f"{source} line {number} has {_fields(len(fields))}, and data.columns "
-                    f"names {_fields(len(self.names))} ({', '.join(self.names)}); set "
-                    f"data.columns to name each of its columns, or mend the line"
+                    f"{source} line {number} has {_fields(len(fields))}, but data.columns "
+                    f"names {len(self.names)} ({', '.join(self.names)}); set data.columns to "
+                    f"name each of its columns, or mend the line"
                 )
             src.append(fields[self.src])
             tgt.append(fields[self.tgt])
