@@ -52,16 +52,21 @@ def multi30k_dir() -> Path:
     return MULTI30K
 
 
-def assert_error(capsys, code: int, *fragments: str) -> str:
-    """Exit code 2 and exactly one stderr line, 'seq2seq: error: ...', naming the problem."""
+def assert_error(
+    capsys, code: int, *fragments: str, exit_code: int = 2, prefix: str = "seq2seq: error: "
+) -> str:
+    """The exit code, no traceback, and the error as the one and last `seq2seq:` line of
+    stderr (log lines may precede it), naming each fragment; returns that line."""
     err = capsys.readouterr().err
-    assert code == 2, err
+    assert code == exit_code, err
+    assert "Traceback" not in err
     lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("seq2seq: error: ")
+    ours = [line for line in lines if line.startswith("seq2seq:")]
+    assert len(ours) == 1 and lines[-1] == ours[0], err
+    assert ours[0].startswith(prefix), ours[0]
     for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
+        assert fragment in ours[0], ours[0]
+    return ours[0]
 
 
 def train_briefly(tmp_path_factory, config: str, *overrides: str, pairs: int = 500) -> Path:

@@ -94,21 +94,6 @@ def assert_same_run(run: Path, expected: Path) -> None:
         assert final[key] == expected_final[key], key
 
 
-def error_line(capsys, code: int, *fragments: str, exit_code: int = 2, prefix="seq2seq: error: "):
-    """The exit code, no traceback, and the error as the one and last `seq2seq:` line of
-    stderr (log lines may precede it)."""
-    err = capsys.readouterr().err
-    assert code == exit_code, err
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    ours = [line for line in lines if line.startswith("seq2seq:")]
-    assert len(ours) == 1 and lines[-1] == ours[0], err
-    assert ours[0].startswith(prefix), ours[0]
-    for fragment in fragments:
-        assert fragment in ours[0], ours[0]
-    return ours[0]
-
-
 def inject(trainer: Trainer, faults: dict) -> dict[int, dict[str, torch.Tensor]]:
     """Patch the training forward pass: at step s (from 0), faults[s] is either a value added
     to the logits (NaN or inf) or an exception to raise. Returns the weights as they were

@@ -25,12 +25,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, ROOT, cli, isolated
+from conftest import CONFIGS, ROOT, assert_error, cli, isolated
 from helpers import (
     INF,
     NAN,
     assert_same_tensors,
-    error_line,
     inject,
     records,
     same_weights,
@@ -294,7 +293,7 @@ def test_accumulate_and_the_new_keys_are_checked():
 def test_float16_on_the_cpu_is_one_line(corpus, tmp_path, capsys):  # noqa: F811
     argv = ["train", TINY, f"data.dir={corpus}", f"output_dir={tmp_path}", "device=cpu"]
     code = cli([*argv, "train.precision=float16"])
-    error_line(capsys, code, "train.precision=float16 needs a CUDA GPU", "bfloat16 or float32")
+    assert_error(capsys, code, "train.precision=float16 needs a CUDA GPU", "bfloat16 or float32")
 
 
 @pytest.mark.parametrize(

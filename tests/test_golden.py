@@ -8,11 +8,10 @@ import shutil
 
 import pytest
 import torch
-from conftest import ROOT, cli
+from conftest import ROOT, assert_error, cli
 from helpers import (
     GOLDEN,
     GOLDEN_DE,
-    error_line,
 )
 
 from seq2seq import checkpoint
@@ -44,7 +43,7 @@ def test_a_later_format_version_is_refused_in_one_line(tmp_path, capsys):
     meta = json.loads((GOLDEN / "meta.json").read_text())
     (tmp_path / "golden" / "meta.json").write_text(json.dumps({**meta, "format_version": 2}))
     code = cli(["translate", tmp_path / "golden", "Ein Mann."])
-    error_line(capsys, code, "checkpoint format version 2", "reads version 1")
+    assert_error(capsys, code, "checkpoint format version 2", "reads version 1")
 
 
 # Device placement: saving writes tensors through .cpu(), and load(device="cpu") must put every

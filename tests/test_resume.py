@@ -15,13 +15,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import cli, isolated
+from conftest import assert_error, cli, isolated
 from helpers import (
     STEPS_PER_EPOCH,
     TINY,
     assert_same_run,
     assert_same_tensors,
-    error_line,
     records,
     signal_at_step,
     snapshot,
@@ -276,7 +275,7 @@ def test_a_run_resumes_with_another_number_of_workers(one_epoch, straight, corpu
 def test_resume_anyway_with_another_model_shape_is_a_clean_error(corpus, tmp_path, capsys):
     train(tiny(corpus, tmp_path, "train.epochs=1"))
     overrides = ["resume=true", "overwrite=true", "train.epochs=2", "model.hidden_size=32"]
-    error_line(capsys, cli(tiny_argv(corpus, tmp_path, *overrides)))
+    assert_error(capsys, cli(tiny_argv(corpus, tmp_path, *overrides)))
 
 
 @pytest.mark.slow  # trains
@@ -320,7 +319,7 @@ def test_resume_on_data_with_other_vocabularies_is_refused_before_training(tmp_p
 
     code = cli(tiny_argv(data, tmp_path, "train.epochs=2", "resume=true"))
 
-    error_line(capsys, code, f"cannot resume: the data gives other vocabularies than {run}/last")
+    assert_error(capsys, code, f"cannot resume: the data gives other vocabularies than {run}/last")
     assert snapshot(run) == before
 
 
@@ -335,7 +334,7 @@ def test_a_broken_training_file_is_one_line_from_the_cli(tmp_path, capsys, fault
     argv = ["train", TINY, f"output_dir={tmp_path / 'runs'}", "data.corpus=files"]
     code = cli([*argv, f"data.dir={data}"])
     if fault == "not-utf8":
-        error_line(capsys, code, f"{data / 'train.de'} line 3 is not valid UTF-8")
+        assert_error(capsys, code, f"{data / 'train.de'} line 3 is not valid UTF-8")
     else:
-        error_line(capsys, code, f"{data / 'train.de'} has 3 lines but {data / 'train.en'} has 2")
+        assert_error(capsys, code, f"{data / 'train.de'} has 3 lines but {data / 'train.en'} has 2")
     assert not (tmp_path / "runs").exists()

@@ -11,12 +11,11 @@ import sys
 import time
 
 import pytest
-from conftest import cli
+from conftest import assert_error, cli
 from helpers import (
     STEPS_PER_EPOCH,
     assert_same_run,
     crash_when_moving_into_place,
-    error_line,
     fail_in_weights,
     records,
     signal_at_step,
@@ -122,7 +121,7 @@ def test_a_signal_through_the_cli_exits_130_with_how_to_resume(
 ):
     signal_at_step(monkeypatch, signal.SIGINT, 4)
     code = cli(tiny_argv(corpus, tmp_path, "train.epochs=2"))
-    line = error_line(capsys, code, exit_code=130, prefix="seq2seq: stopped by SIGINT")
+    line = assert_error(capsys, code, exit_code=130, prefix="seq2seq: stopped by SIGINT")
     assert "resume=true" in line
     assert checkpoint.load(tmp_path / "tiny" / "last").meta["step"] == 4
 

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli
+from conftest import assert_error, cli
 from helpers import (
     INF,
     NAN,
     STEPS_PER_EPOCH,
-    error_line,
     inject,
     records,
     same_weights,
@@ -73,7 +72,7 @@ def test_non_finite_losses_in_a_row_stop_training_with_one_line(
     monkeypatch.setattr(Seq2Seq, "forward", forward)
     code = cli(tiny_argv(corpus, tmp_path, "train.epochs=1"))
     last_bad = 3 + MAX_BAD_STEPS_IN_ROW - 1
-    error_line(
+    assert_error(
         capsys,
         code,
         f"{MAX_BAD_STEPS_IN_ROW} steps in a row had a non-finite loss or gradient",
@@ -121,7 +120,7 @@ def test_out_of_memory_on_the_cpu_stops_with_advice(corpus, tmp_path, monkeypatc
 
     monkeypatch.setattr(Seq2Seq, "forward", forward)
     code = cli(tiny_argv(corpus, tmp_path, "train.epochs=1"))
-    error_line(capsys, code, "out of memory on a batch of 64 sentences", "lower train.batch_size")
+    assert_error(capsys, code, "out of memory on a batch of 64 sentences", "lower train.batch_size")
 
 
 @pytest.mark.slow  # trains
@@ -143,7 +142,7 @@ def test_out_of_memory_names_the_micro_batch_it_struck(corpus, tmp_path, monkeyp
     code = cli(tiny_argv(corpus, tmp_path, *argv, "train.accumulate=3"))
     ((first, *_, last),) = sizes
     assert first != last  # else the test could not tell them apart
-    error_line(capsys, code, f"out of memory on a batch of {first} sentences", "lower train")
+    assert_error(capsys, code, f"out of memory on a batch of {first} sentences", "lower train")
 
 
 @pytest.fixture

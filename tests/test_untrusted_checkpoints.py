@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, cli, isolated
+from conftest import ROOT, assert_error, cli, isolated
 from helpers import (
     Plant,
-    error_line,
     tiny,
     tiny_argv,
     train,
@@ -193,9 +192,9 @@ def test_a_foreign_file_in_last_is_refused_in_one_line(
     content = payload(name, tmp_path / "marker") if content is None else content
     with replaced(resumable / "last" / name, content):
         code = cli(tiny_argv(corpus, resumable.parent, "train.epochs=2", "resume=true"))
-    error_line(capsys, code, f"{resumable / 'last'}/{name}")
+    assert_error(capsys, code, f"{resumable / 'last'}/{name}")
 
 
 def test_a_config_file_that_is_not_yaml_is_one_line(tmp_path, capsys):
     (tmp_path / "broken.yaml").write_text("train:\n  epochs: [1\n")
-    error_line(capsys, cli(["train", tmp_path / "broken.yaml"]), "is not valid YAML")
+    assert_error(capsys, cli(["train", tmp_path / "broken.yaml"]), "is not valid YAML")
