@@ -35,6 +35,7 @@ import torch
 
 from seq2seq.config import load_config
 from seq2seq.training import Trainer
+from seq2seq.training import loop as loop_module
 
 NAN_STEPS = (20, 21)
 
@@ -62,8 +63,10 @@ def check(
     train = dataclasses.replace(config.train, epochs=steps / batches_per_epoch)
     trainer.config = dataclasses.replace(config, train=train)
 
-    counts = {"in_step": 0, "in_later_steps": 0, "in_batch": 0, "steps": 0}
-    where: Counter = Counter()
+    # Each host sync PyTorch reports is counted in the part of training it happened in: the
+    # updates (`_run_updates`), the batches' copies to the GPU (`_batch`), the reads of the
+    # figures every 50 steps (`fetch`), or elsewhere (validation, saving).
+    part, syncs = ["elsewhere"], []
     model, forward = trainer.model, trainer.model.forward
 
     def poisoned(*args, **kwargs):
@@ -72,46 +75,51 @@ def check(
 
     model.forward = poisoned
 
-    def counted(name, method):
+    def within(name, method):
         def wrapper(*args, **kwargs):
-            before = len(caught)
-            result = method(*args, **kwargs)
-            counts[name] += len(caught) - before
-            if counts["steps"] > 0 and name == "in_step":  # the first step sets things up
-                counts["in_later_steps"] += len(caught) - before
-            for warning in caught[before:]:  # the Python line that waited
-                where[f"{Path(warning.filename).name}:{warning.lineno}"] += 1
-            counts["steps"] += name == "in_step"
-            return result
+            outer, part[0] = part[0], name
+            try:
+                return method(*args, **kwargs)
+            finally:
+                part[0] = outer
 
         return wrapper
 
+    def note(message, category, filename, lineno, *rest):
+        if "synchroniz" in str(message).lower():
+            syncs.append((part[0], trainer.step, f"{Path(filename).name}:{lineno}"))
+
     if not reseed:  # a diagnosis: does seeding every batch cost a sync?
-        trainer.updater.seed_batch = lambda position: None
-    trainer.updater.update = counted("in_step", trainer.updater.update)
-    trainer._batch = counted("in_batch", trainer._batch)
-    with warnings.catch_warnings(record=True) as caught:
+        trainer.seed_batch = lambda epoch, position: None
+    trainer._run_updates = within("step", trainer._run_updates)
+    trainer._batch = within("batch", trainer._batch)
+    real_fetch = loop_module.fetch
+    loop_module.fetch = within("read", real_fetch)
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
+        warnings.showwarning = note
         on_gpu = trainer.device.type == "cuda"  # (--device cpu: a dry run of this script)
         if on_gpu:
             torch.cuda.set_sync_debug_mode("warn")
         try:
             record = trainer.train()
         finally:
+            loop_module.fetch = real_fetch
             if on_gpu:
                 torch.cuda.set_sync_debug_mode("default")
-    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
+    in_steps = [s for s in syncs if s[0] == "step"]
     finite = all(torch.isfinite(p).all().item() for p in trainer.model.parameters())
     result = {
         "config": config_path,
         "precision": trainer.precision,
         "device": torch.cuda.get_device_name() if on_gpu else "cpu",
-        "steps": counts["steps"],
-        "syncs_in_steps": counts["in_step"],
-        "syncs_after_the_first_step": counts["in_later_steps"],
-        "syncs_in_batch_copies": counts["in_batch"],
+        "steps": trainer.step,
+        "syncs_in_steps": len(in_steps),
+        # The first step may set up cuDNN's state.
+        "syncs_after_the_first_step": sum(step > 0 for _, step, _ in in_steps),
+        "syncs_in_batch_copies": sum(s[0] == "batch" for s in syncs),
         "syncs_all": len(syncs),
-        "sync_lines": dict(where.most_common(5)),
+        "sync_lines": dict(Counter(line for *_, line in syncs).most_common(5)),
         "reseed": reseed,
         "skipped_steps": record["skipped_steps"],
         "weights_finite": finite,

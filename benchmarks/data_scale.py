@@ -261,17 +261,17 @@ def free_port() -> int:
 def first_step_driver(argv: list[str]) -> None:
     """`seq2seq train ARGV`, printing the wall-clock time of the first training step."""
     from seq2seq.config import load_config
-    from seq2seq.training import train
-    from seq2seq.training.step import Updater
+    from seq2seq.training import Trainer, train
 
-    original = Updater.update
+    original, printed = Trainer._batch, []
 
-    def timed(self, *args, **kwargs):
-        if self.progress.step == 0:
+    def timed(self, indices):  # the first batch is collated as the first step begins
+        if not printed:
+            printed.append(True)
             print(f"{FIRST_STEP} {time.time()}", flush=True)
-        return original(self, *args, **kwargs)
+        return original(self, indices)
 
-    Updater.update = timed
+    Trainer._batch = timed
     train(load_config(argv[0], argv[1:]))
 
 

@@ -19,7 +19,6 @@ from seq2seq.config import Config, RecurrentConfig, TrainConfig, load_config
 from seq2seq.data.vocab import SPECIALS, Vocab, model_sizes
 from seq2seq.models import build_model
 from seq2seq.training import Trainer
-from seq2seq.training.step import Updater
 
 TINY = CONFIGS / "tiny.yaml"
 
@@ -186,11 +185,12 @@ def snapshot(run: Path) -> dict[str, bytes]:
 def signal_at_step(monkeypatch, number: int, step: int) -> None:
     """Deliver signal `number` to this process during training step `step` (counted from 1),
     as `kill` or Ctrl-C would."""
-    real = Updater.finite
+    real, sent = Trainer._batch, []
 
-    def finite(self, step_index, loss_value, norm):
-        if step_index + 1 == step:
+    def batch(self, indices):
+        if self.step + 1 == step and not sent:  # the update in flight is step + 1
+            sent.append(number)
             os.kill(os.getpid(), number)
-        return real(self, step_index, loss_value, norm)
+        return real(self, indices)
 
-    monkeypatch.setattr(Updater, "finite", finite)
+    monkeypatch.setattr(Trainer, "_batch", batch)

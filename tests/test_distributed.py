@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -43,8 +42,9 @@ from seq2seq.config import ConfigError, load_config
 from seq2seq.device import fixed_scale, grad_scaler
 from seq2seq.errors import TrainingDiverged
 from seq2seq.training import Trainer
+from seq2seq.training.loop import MAX_BAD_STEPS_IN_ROW
 from seq2seq.training.state import Progress, accumulation, capture, restore
-from seq2seq.training.step import MAX_BAD_STEPS_IN_ROW, Updater
+from seq2seq.training.step import counts_as_finite
 
 TINY = CONFIGS / "tiny.yaml"
 EPOCHS = 4  # long enough to signal or kill a process in the middle of a run
@@ -260,19 +260,16 @@ def test_accumulating_k_batches_gives_the_gradient_of_one_k_times_larger_batch(
     ]
     trainer = Trainer(load_config(None, [*settings, *MODELS[model]]))
     first, second = sorted(trainer._epoch_batches(trainer.rng)[:2], key=trainer._target_tokens)
-    tokens = trainer._target_tokens(first) + trainer._target_tokens(second)
     assert trainer._target_tokens(first) < trainer._target_tokens(second)
     weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
     gradients, losses = [], []
-    for micro_batches in (
-        [(0, trainer._batch(first)), (1, trainer._batch(second))],
-        [(0, trainer._batch(np.concatenate([first, second])))],
-    ):
+    for batches, accumulate in (([first, second], 2), ([np.concatenate([first, second])], 1)):
         trainer.model.load_state_dict(weights)
-        trainer.updater.update(micro_batches, tokens, epoch_size=2)
+        trainer.accumulate, trainer.progress = accumulate, Progress()
+        trainer._run_updates(batches, len(batches), stop={"signal": None})  # one update
         gradients.append([p.grad.clone() for p in trainer.model.parameters()])
-        losses.append(trainer.updater.read())
+        losses.append(trainer.progress.epoch_loss / trainer.progress.epoch_tokens)
     for accumulated, whole in zip(*gradients, strict=True):
         assert torch.allclose(accumulated, whole, rtol=1e-5, atol=1e-7)
     assert losses[0] == pytest.approx(losses[1], rel=1e-6)
@@ -359,10 +356,8 @@ def test_in_float16_an_overflowing_gradient_is_the_scalers_and_not_a_bad_step(pr
     """A finite loss with an infinite gradient norm: in float16 the scaler skips the step
     and lowers its scale, which is routine and not counted; elsewhere it is a bad step. A
     non-finite loss always counts."""
-    updater = SimpleNamespace(precision=precision, progress=Progress())
-    bad = [not Updater.finite(updater, 0, loss, norm) for loss, norm in ((2.0, INF), (NAN, 1.0))]
+    bad = [not counts_as_finite(loss, norm, precision) for loss, norm in ((2.0, INF), (NAN, 1.0))]
     assert bad == counted
-    assert updater.progress.bad_steps == sum(counted)
 
 
 def test_float16_s_scaler_is_saved_and_restored_and_the_others_are_not(tmp_path):

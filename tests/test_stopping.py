@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+import safetensors.torch
 from conftest import assert_error, cli
 from helpers import (
     STEPS_PER_EPOCH,
@@ -26,7 +27,7 @@ from helpers import (
 
 from seq2seq import checkpoint
 from seq2seq.errors import TrainingInterrupted
-from seq2seq.training.step import Updater
+from seq2seq.training import Trainer
 
 # A save that fails part way.
 
@@ -89,13 +90,13 @@ def test_a_second_ctrl_c_during_the_stopping_save_keeps_the_previous_last(
 ):
     """Ctrl-C asks for a stop; the save that follows is cut short by a second Ctrl-C."""
     pressed = []
-    real_finite, real_save_file = Updater.finite, checkpoint.save_file
+    real_batch, real_save_file = Trainer._batch, safetensors.torch.save_file
 
-    def finite(self, step, loss_value, norm):
-        if step + 1 == 13:
+    def batch(self, indices):
+        if self.step + 1 == 13 and not pressed:  # in update 13
             pressed.append(True)
             os.kill(os.getpid(), signal.SIGINT)
-        return real_finite(self, step, loss_value, norm)
+        return real_batch(self, indices)
 
     def save_file(tensors, path, *args, **kwargs):
         if pressed:
@@ -103,8 +104,8 @@ def test_a_second_ctrl_c_during_the_stopping_save_keeps_the_previous_last(
         return real_save_file(tensors, path, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(Updater, "finite", finite)
-        patch.setattr(checkpoint, "save_file", save_file)
+        patch.setattr(Trainer, "_batch", batch)
+        patch.setattr(safetensors.torch, "save_file", save_file)
         with pytest.raises(KeyboardInterrupt):
             train(tiny(corpus, tmp_path, "train.epochs=2"))
 

@@ -24,8 +24,8 @@ from seq2seq import checkpoint
 from seq2seq.errors import TrainingDiverged
 from seq2seq.models import Seq2Seq
 from seq2seq.training import Trainer
-from seq2seq.training import step as step_module
-from seq2seq.training.step import MAX_BAD_STEPS_IN_ROW, Updater
+from seq2seq.training import loop as loop_module
+from seq2seq.training.loop import MAX_BAD_STEPS_IN_ROW
 
 # Non-finite losses and out of memory.
 
@@ -127,29 +127,31 @@ def test_out_of_memory_on_the_cpu_stops_with_advice(corpus, tmp_path, monkeypatc
 def test_out_of_memory_names_the_micro_batch_it_struck(corpus, tmp_path, monkeypatch, capsys):
     """With accumulation, the size in the advice is the micro-batch being computed, not the
     update's last one."""
-    real_update, sizes = Updater.update, []
+    real_batch, sizes = Trainer._batch, []
 
-    def update(self, micro_batches, *args, **kwargs):
-        sizes.append([batch.src.size(0) for _, batch in micro_batches])
-        return real_update(self, micro_batches, *args, **kwargs)
+    def batch(self, indices):
+        collated = real_batch(self, indices)
+        if self.step == 0:  # the micro-batches of the first update, collated before any forward
+            sizes.append(collated.src.size(0))
+        return collated
 
     def forward(self, *args, **kwargs):
         raise torch.OutOfMemoryError("DefaultCPUAllocator: not enough memory")
 
-    monkeypatch.setattr(Updater, "update", update)
+    monkeypatch.setattr(Trainer, "_batch", batch)
     monkeypatch.setattr(Seq2Seq, "forward", forward)
     argv = ["train.epochs=1", "train.batch_unit=tokens", "train.batch_size=300"]
     code = cli(tiny_argv(corpus, tmp_path, *argv, "train.accumulate=3"))
-    ((first, *_, last),) = sizes
+    first, *_, last = sizes
     assert first != last  # else the test could not tell them apart
     assert_error(capsys, code, f"out of memory on a batch of {first} sentences", "lower train")
 
 
 @pytest.fixture
 def on_gpu(monkeypatch) -> list:
-    """Make Updater._out_of_memory take its GPU branch (and count torch.cuda.empty_cache
+    """Make Trainer._skip_out_of_memory take its GPU branch (and count torch.cuda.empty_cache
     calls) on this CPU-only machine; everything else still runs on the CPU."""
-    real = Updater._out_of_memory
+    real = Trainer._skip_out_of_memory
     emptied = []
 
     def out_of_memory(self, batch):
@@ -159,7 +161,7 @@ def on_gpu(monkeypatch) -> list:
         finally:
             self.device = cpu
 
-    monkeypatch.setattr(Updater, "_out_of_memory", out_of_memory)
+    monkeypatch.setattr(Trainer, "_skip_out_of_memory", out_of_memory)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
     return emptied
 
@@ -178,7 +180,7 @@ def test_out_of_gpu_memory_skips_the_batch_and_counts_it(corpus, tmp_path, on_gp
 
 @pytest.mark.slow  # trains
 def test_out_of_gpu_memory_gives_up_after_the_limit(corpus, tmp_path, on_gpu, monkeypatch):
-    monkeypatch.setattr(step_module, "MAX_OOM_BATCHES", 3)
+    monkeypatch.setattr(loop_module, "MAX_OOM_BATCHES", 3)
     trainer = Trainer(tiny(corpus, tmp_path, "train.epochs=1"))
     inject(trainer, {s: torch.OutOfMemoryError("CUDA") for s in range(STEPS_PER_EPOCH)})
     with pytest.raises(TrainingDiverged, match="out of GPU memory on 4 batches; lower train.batch"):

@@ -145,12 +145,6 @@ def accumulating(model: torch.nn.Module, more_to_come: bool):
     return contextlib.nullcontext()
 
 
-def share(items: list, per_process: int) -> list:
-    """This process's part of a global step's items: process r takes items r*K .. (r+1)*K - 1
-    for K = `per_process`; in a short last step, the last processes take fewer, or none."""
-    return items[rank() * per_process : (rank() + 1) * per_process]
-
-
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """The tensor summed over all processes, in place (on the device: NCCL needs no host
     sync)."""

@@ -1,12 +1,13 @@
 """The training loop, top to bottom.
 
-Each epoch: bucketed batches in random order; for each update, the next world size x
-`train.accumulate` batches (step.py does the forward with teacher forcing, the loss, backward,
-clipping and the optimizer step); at the epoch's end, validation loss, free-running loss and
-BLEU (greedy or beam), the checkpoints (rundir.py) and the epoch's record (report.py).
-Training ends after `train.epochs`, or earlier once the best metric stops improving for
-`train.patience`. What survives a stop is state.py's business; what other processes there
-are, distributed.py's.
+Each epoch: bucketed batches in random order; updates of the next world size x
+`train.accumulate` batches each, read top to bottom in `Trainer._run_updates` (the learning
+rate, the forward with teacher forcing, the loss, accumulation, the scaler, clipping, the
+optimizer step, the guards and the running loss); at the epoch's end, validation loss,
+free-running loss and BLEU (greedy or beam), the checkpoints (rundir.py) and the epoch's
+record (report.py). Training ends after `train.epochs`, or earlier once the best metric stops
+improving for `train.patience`. The Trainer alone changes the progress (state.Progress); what
+of it survives a stop is state.py's business; what other processes there are, distributed.py's.
 """
 
 from __future__ import annotations
@@ -28,19 +29,21 @@ from seq2seq.data.batching import Batch, bucket_batches, collate, padding_share
 from seq2seq.data.setup import training_data
 from seq2seq.data.vocab import model_sizes
 from seq2seq.decode import DecodeSettings
-from seq2seq.device import grad_scaler, pick_device, pick_precision
-from seq2seq.errors import TrainingInterrupted
+from seq2seq.device import autocast, fixed_scale, grad_scaler, pick_device, pick_precision
+from seq2seq.errors import TrainingDiverged, TrainingInterrupted
 from seq2seq.evaluate import evaluate_examples, perplexity
 from seq2seq.models import build_model
 from seq2seq.training import rundir, state
-from seq2seq.training.optim import make_optimizer
+from seq2seq.training.optim import make_optimizer, set_lr
 from seq2seq.training.report import Report, start_line
 from seq2seq.training.signals import stop_on_signals, stop_requested
-from seq2seq.training.step import Updater
+from seq2seq.training.step import BatchSeeds, counts_as_finite, fetch, token_losses
 
 log = logging.getLogger(__name__)
 
 SYNC_EVERY_ON_GPU = 50  # `train.sync_every` on GPUs when not set
+MAX_BAD_STEPS_IN_ROW = 5  # non-finite losses in a row before training gives up
+MAX_OOM_BATCHES = 20  # GPU batches skipped for memory before training gives up
 
 
 class Trainer:
@@ -65,22 +68,20 @@ class Trainer:
         # Python's random numbers (rich does), and a run must draw the same numbers whether
         # its corpus was prepared now or found prepared.
         seed_everything(config.seed)
+        self.pad = self.data.tgt_vocab.pad  # the target padding, which the loss leaves out
         self.model = build_model(
             config.model, **model_sizes(self.data.src_vocab, self.data.tgt_vocab)
         ).to(self.device)
         # Training steps call the model through DDP, which all-reduces the gradients (with one
         # process it is the model itself); validation and checkpoints use the model.
-        parallel_model = distributed.wrap(self.model)
+        self.parallel_model = distributed.wrap(self.model)
         self.optimizer = make_optimizer(config.train, self.model.parameters(), self.device)
         self.scaler = grad_scaler(self.precision, self.device)
         self.rng = random.Random(config.seed)  # batch order
         self.generator = torch.Generator()  # teacher-forcing draws, seeded per batch
+        self.seed_batch = BatchSeeds(config.seed, self.generator, self.device)
         self.accumulate = config.train.accumulate
-        self.progress = state.Progress(
-            epoch_rng=self.rng.getstate(),
-            world_size=distributed.world_size(),
-            accumulate=self.accumulate,
-        )
+        self.progress = state.Progress(epoch_rng=self.rng.getstate())
         self.best = state.BestCheckpoint(config.train.best_metric, config.train.patience)
         if config.resume:
             self.progress, self.accumulate = state.resume(
@@ -92,17 +93,10 @@ class Trainer:
                 scaler=self._scaler_state(),
                 vocabs=(self.data.src_vocab, self.data.tgt_vocab),
             )
-        self.updater = Updater(
-            config=config,
-            model=self.model,
-            parallel_model=parallel_model,
-            optimizer=self.optimizer,
-            scaler=self.scaler,
-            generator=self.generator,
-            precision=self.precision,
-            pad=self.data.tgt_vocab.pad,
-            progress=self.progress,
-        )
+        self.progress.world_size = distributed.world_size()
+        self.progress.accumulate = self.accumulate
+        self.unread: list[tuple] = []  # the figures of updates not yet read on the host
+        self.bad_steps_in_row = 0  # not saved: a resumed run starts counting anew
 
     @property
     def epoch(self) -> int:
@@ -131,7 +125,7 @@ class Trainer:
                 # all of its own, and only a fractional last epoch (7.5) stops early.
                 end = self._epoch_length(len(batches))
                 started = time.perf_counter()
-                self._run_batches(batches, end, stop)
+                self._run_updates(batches, end, stop)
                 # The epoch's time over every session, so a resumed epoch's speed is right.
                 progress.epoch_seconds += time.perf_counter() - started
                 # Process 0 validates; the others wait for its figures, since every process
@@ -172,40 +166,127 @@ class Trainer:
             return None  # a fractional last epoch, already trained
         return batches  # (a whole epoch stopped after its last step still needs its record)
 
-    def _run_batches(self, batches: list[np.ndarray], end: int, stop: dict) -> None:
-        """Train on the epoch's `batches` from `progress.position` to `end`, saving and
-        stopping cleanly if a signal asks any process to.
+    def _run_updates(self, batches: list[np.ndarray], end: int, stop: dict) -> None:
+        """Train on the epoch's `batches` from `progress.position` to `end`, one update after
+        another, each read here top to bottom; stop cleanly, saved, if a signal asks any
+        process to.
 
         Every process draws the same epoch order, and each update takes the next world size x
-        accumulate batches of it: process r trains on its `accumulate` of them (see
-        distributed.share). So N processes train on the same sentences per update as one
-        process with N times the accumulation. The epoch's last update may be short: it takes
-        the batches left, and a process left without one adds a zero gradient."""
-        progress = self.progress
+        accumulate batches of it: process r trains on its `accumulate` of them. So N processes
+        train on the same sentences per update as one process with N times the accumulation.
+        The epoch's last update may be short: it takes the batches left, and a process left
+        without one adds a zero gradient."""
+        progress, train = self.progress, self.config.train
+        forcing, smoothing = train.teacher_forcing_ratio, train.label_smoothing
+        rank, world_size = distributed.rank(), distributed.world_size()
+        per_update = world_size * self.accumulate
         self.model.train()
-        per_update = distributed.world_size() * self.accumulate
         starts = range(progress.position, end, per_update)
-        bar = tqdm(starts, desc=f"epoch {self.epoch}", leave=False, disable=_bar_disabled())
+        bar = tqdm(starts, desc=f"epoch {progress.epoch}", leave=False, disable=_bar_disabled())
         for first in bar:
             positions = list(range(first, min(first + per_update, end)))
-            mine = distributed.share(positions, self.accumulate)
+            mine = positions[rank * self.accumulate : (rank + 1) * self.accumulate]
             # A process without a batch still joins DDP's all-reduce: it runs the update's
             # first batch at weight 0.
+            weight = 1.0 if mine else 0.0
             micro_batches = [(i, self._batch(batches[i])) for i in mine or positions[:1]]
-            target_tokens = sum(self._target_tokens(batches[i]) for i in positions)
-            self.updater.update(micro_batches, target_tokens, len(batches), 1.0 if mine else 0.0)
-            progress.position = positions[-1] + 1
-            progress.step += 1
-            if progress.step % self.sync_every == 0 or progress.position == end:
-                bar.set_postfix(loss=f"{self.updater.read():.3f}")
-            if name := stop_requested(stop):
-                self.updater.read()
-                self._save({"interrupted": name})
-                raise TrainingInterrupted(
-                    f"stopped by {name} at epoch {self.epoch}, step {self.step}; the state is "
-                    f"saved in {self.config.run_dir / 'last'}: continue with seq2seq train "
-                    f"CONFIG name={self.config.name} resume=true"
+            # The gradient is that of the update's summed token losses over its target tokens
+            # (of all processes): the same, up to summation order, however the batches are
+            # split, and unbiased by uneven batches. DDP averages the processes' gradients;
+            # times the world size, that is a sum.
+            tokens = sum(self._target_tokens(batches[i]) for i in positions)
+            scale = weight * world_size / tokens
+            sums = torch.zeros(2, device=self.device)  # the objective, the cross-entropy
+            self.optimizer.zero_grad(set_to_none=True)
+            try:
+                for number, (position, batch) in enumerate(micro_batches):
+                    # Gradients add up here; DDP all-reduces them with the last micro-batch.
+                    more_to_come = number < len(micro_batches) - 1
+                    with distributed.accumulating(self.parallel_model, more_to_come):
+                        self.seed_batch(progress.epoch, position)
+                        src, lengths, tgt = batch.src, batch.src_lengths, batch.tgt
+                        with autocast(self.precision, self.device):
+                            logits = self.parallel_model(src, lengths, tgt, forcing, self.generator)
+                        objective, cross_entropy = token_losses(
+                            logits, tgt[:, 1:], pad=self.pad, label_smoothing=smoothing
+                        )
+                        self.scaler.scale(objective * scale).backward()
+                    if weight:
+                        sums += torch.stack([objective.detach(), cross_entropy.detach()])
+                self.scaler.unscale_(self.optimizer)  # clipping sees the true gradient
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.clip_norm)
+            except torch.OutOfMemoryError:
+                self._skip_out_of_memory(batch)
+            else:
+                # The rate is a function of the progress (optim.py): a resume needs no state.
+                epochs_done = progress.epoch - 1 + first / len(batches)
+                set_lr(self.optimizer, self.config, epochs_done, progress.step + 1)
+                # The scaler leaves the update out, on the device, if a gradient is not finite.
+                self.scaler.step(self.optimizer)
+                self.scaler.update(fixed_scale(self.precision))
+                self.unread.append((progress.step, tokens, sums, norm))
+            progress.position, progress.step = positions[-1] + 1, progress.step + 1
+            # A stop asked of any process stops them all after this update.
+            stopping = stop_requested(stop)
+            # The figures stay on the device until read, as a read on a GPU stalls its queue of
+            # work: every `train.sync_every` updates, at the end, and before a stop's save.
+            if progress.step % self.sync_every and progress.position != end and not stopping:
+                continue
+            loss = math.nan
+            for step, count, objective, cross_entropy, norm in fetch(self.unread):
+                loss = cross_entropy / count  # plain cross-entropy, comparable with validation's
+                if counts_as_finite(objective / count, norm, self.precision):
+                    progress.epoch_loss += cross_entropy
+                    progress.epoch_tokens += count
+                    self.bad_steps_in_row = 0
+                    continue
+                progress.bad_steps += 1
+                self.bad_steps_in_row += 1
+                log.warning(
+                    "step %d: non-finite loss or gradient (%s); update skipped",
+                    step,
+                    objective / count,
                 )
+                if self.bad_steps_in_row >= MAX_BAD_STEPS_IN_ROW:
+                    raise TrainingDiverged(
+                        f"{self.bad_steps_in_row} steps in a row had a non-finite loss or "
+                        f"gradient (step {step}); lower train.lr or train.clip_norm, or use "
+                        f"train.precision=float32, and start again"
+                    )
+            self.unread = []
+            bar.set_postfix(loss=f"{loss:.3f}")
+            if stopping:
+                self._stop(stopping)
+
+    def _stop(self, signal_name: str) -> None:
+        """Save the whole state in last/ and end the run, which a signal asked to stop."""
+        self._save({"interrupted": signal_name})
+        raise TrainingInterrupted(
+            f"stopped by {signal_name} at epoch {self.epoch}, step {self.step}; the state is "
+            f"saved in {self.config.run_dir / 'last'}: continue with seq2seq train CONFIG "
+            f"name={self.config.name} resume=true"
+        )
+
+    def _skip_out_of_memory(self, batch: Batch) -> None:
+        """On a GPU, skip the batch that ran out of memory, unless other processes wait for
+        this one's gradient; elsewhere, stop with advice."""
+        if self.device.type != "cuda" or distributed.world_size() > 1:
+            raise TrainingDiverged(
+                f"out of memory on a batch of {batch.src.size(0)} sentences; lower "
+                f"train.batch_size (or use train.batch_unit=tokens)"
+            )
+        self.progress.oom_batches += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()
+        log.warning(
+            "step %d: out of GPU memory on a batch of %d sentences; batch skipped",
+            self.progress.step,
+            batch.src.size(0),
+        )
+        if self.progress.oom_batches > MAX_OOM_BATCHES:
+            raise TrainingDiverged(
+                f"out of GPU memory on {self.progress.oom_batches} batches; lower train.batch_size"
+            )
 
     def _record(self, batches: list[np.ndarray]) -> dict:
         progress = self.progress
@@ -247,7 +328,10 @@ class Trainer:
 
     def _save(self, record: dict) -> None:
         """Process 0 saves; every process keeps the best score, for early stopping."""
-        improved = self.best.improves(record, self.progress)
+        score = self.best.beats(record, self.progress.best)
+        improved = score is not None
+        if improved:
+            self.progress.best, self.progress.best_epoch = score, self.progress.epoch
         if self.best.metric in record:
             record["best"] = improved
         if distributed.is_main():
@@ -282,7 +366,7 @@ class Trainer:
     def _batch(self, indices: list[int]) -> Batch:
         examples = self.data.train.examples(indices)
         pin = self.device.type == "cuda"
-        pads = self.data.src_vocab.pad, self.data.tgt_vocab.pad
+        pads = self.data.src_vocab.pad, self.pad
         return collate(examples, indices, *pads, pin=pin).to(self.device)
 
     def _target_tokens(self, indices: list[int]) -> int:

@@ -1,8 +1,8 @@
 """What a run keeps between sessions: the training progress that an exact resume needs, the
 checks before resuming, and which checkpoint is the best.
 
-The loop (loop.py) owns the order of things; this module owns the state it carries across a
-stop.
+The loop (loop.py) owns the order of things and is the one that changes the progress; this
+module defines the state it carries across a stop, and saves and restores it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,6 @@ RESUMABLE_CHANGES = {
     "train.tensorboard",
 }
 
-
 # The data keys that a run reads besides its prepared corpus: which files, in what format and
 # columns (the corpus's key holds their digests, not their paths), each corpus's share of an
 # epoch, the evaluation splits (or the held-out ones), and what reading does to every pair
@@ -70,7 +69,8 @@ READ_BY_THE_RUN = frozenset(
 
 @dataclass
 class Progress:
-    """Where training stands: counters, the running loss of the epoch, and the best score."""
+    """Where training stands: counters, the running loss of the epoch, and the best score. Only
+    the Trainer changes it."""
 
     epoch: int = 0
     step: int = 0
@@ -85,7 +85,6 @@ class Progress:
     best_epoch: int = 0  # the epoch that scored it; patience counts the epochs since
     world_size: int = 1  # processes, and batches each accumulates per update: an update
     accumulate: int = 1  # covers world_size x accumulate batches
-    bad_steps_in_row: int = field(default=0, compare=False)  # not saved: a resume starts anew
 
 
 def capture(
@@ -98,9 +97,8 @@ def capture(
     the progress, every random number generator the run draws from, and float16's gradient
     scaler (given only in float16: at other precisions its scale stays 1). Process 0's alone:
     the others hold the same progress, and their random draws are seeded per batch
-    (Trainer._seed_batch), so no process has a random state of its own to keep."""
+    (step.BatchSeeds), so no process has a random state of its own to keep."""
     state = asdict(progress)
-    del state["bad_steps_in_row"]
     state.update(
         batch_rng=batch_rng.getstate(),
         generator=generator.get_state().tolist(),
@@ -129,13 +127,7 @@ def restore(
     # Saved before data parallelism, and before epochs kept their time across a resume.
     state = {"world_size": 1, "accumulate": 1, "epoch_seconds": 0.0, **state}
     try:
-        progress = Progress(
-            **{
-                key: state[key]
-                for key in Progress.__dataclass_fields__
-                if key != "bad_steps_in_row"
-            }
-        )
+        progress = Progress(**{key: state[key] for key in Progress.__dataclass_fields__})
         progress.epoch_rng = _tuplify(state["epoch_rng"])
         batch_rng.setstate(_tuplify(state["batch_rng"]))
         generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
@@ -165,8 +157,8 @@ def resume(
     vocabs: tuple[Vocab, Vocab],
 ) -> tuple[Progress, int]:
     """Load `last/` of the run into the model, the optimizer, the random number generators
-    and the scaler, after checking that it continues the same run. Returns the progress and
-    the batches each process accumulates per update from now on."""
+    and the scaler, after checking that it continues the same run. Returns the saved progress
+    and the batches each process accumulates per update from now on."""
     device = next(model.parameters()).device
     last = checkpoint.load(config.run_dir / "last", device)
     check_resumable(last, config, vocabs)
@@ -179,7 +171,6 @@ def resume(
     )
     if change:
         log.info("%s", change)
-    progress.world_size, progress.accumulate = world_size, accumulate
     log.info("resumed %s at epoch %d, step %d", config.run_dir, progress.epoch, progress.step)
     return progress, accumulate
 
@@ -265,17 +256,15 @@ class BestCheckpoint:
         self.metric = metric
         self.patience = patience
 
-    def improves(self, record: dict, progress: Progress) -> bool:
-        """Whether this epoch's record beats the best so far; if so, it becomes the best."""
+    def beats(self, record: dict, best: float | None) -> float | None:
+        """The score of an epoch's record (higher is better) if it beats the `best` so far."""
         if self.metric not in record:
-            return False
+            return None
         value = record[self.metric]
         score = value if self.metric == "val_bleu" else -value
-        if not math.isfinite(score) or (progress.best is not None and score <= progress.best):
-            return False
-        progress.best = score
-        progress.best_epoch = progress.epoch
-        return True
+        if not math.isfinite(score) or (best is not None and score <= best):
+            return None
+        return score
 
     def patience_lost(self, progress: Progress) -> bool:
         """Whether `patience` whole epochs have passed since the best (or since the start, when
