@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import assert_error, cli, isolated
 from helpers import CONFIG, SRC, TGT, make_model, save, tiny, train
+from sacrebleu.metrics import BLEU
 
 from seq2seq import checkpoint
 from seq2seq.average import average_checkpoints
@@ -113,7 +114,10 @@ def kept_run(corpus, tmp_path_factory) -> Path:  # noqa: F811 (corpus is a fixtu
 
 @pytest.mark.slow
 def test_the_last_epochs_of_a_run_average_into_a_checkpoint_every_command_reads(
-    kept_run, tmp_path, capsys
+    kept_run,
+    corpus,  # noqa: F811 (a fixture)
+    tmp_path,
+    capsys,
 ):
     out = tmp_path / "averaged"
     assert cli(["average", kept_run, "--last", 2, "--output", out]) == 0
@@ -124,9 +128,17 @@ def test_the_last_epochs_of_a_run_average_into_a_checkpoint_every_command_reads(
     for name in mean:
         assert torch.equal(mean[name], ((a[name].double() + b[name].double()) / 2).float())
 
-    assert cli(["evaluate", out, "--split", "val", "--json"]) == 0
+    written = tmp_path / "val.en"
+    assert cli(["evaluate", out, "--split", "val", "--json", "--output", written]) == 0
     figures = json.loads(capsys.readouterr().out)
-    assert figures["sentences"] == 100 and figures["bleu"] >= 0.0
+    translations = written.read_text(encoding="utf-8").splitlines()
+    assert figures["sentences"] == len(translations) == 100
+    # The figures are those of the translations, which are what `translate` gives.
+    references = (corpus / "val.en").read_text(encoding="utf-8").splitlines()
+    bleu = BLEU(lowercase=checkpoint.load(out).config.data.lowercase)
+    assert figures["bleu"] == pytest.approx(bleu.corpus_score(translations, [references]).score)
+    assert cli(["translate", out, "--input", corpus / "val.de"]) == 0
+    assert capsys.readouterr().out.splitlines() == translations
     assert cli(["translate", out, "Ein Mann fährt Fahrrad.", "--beam-size", 2]) == 0
     assert capsys.readouterr().out.count("\n") == 1  # one line (this tiny model says little)
     source, target = tmp_path / "src.de", tmp_path / "tgt.en"

@@ -367,9 +367,16 @@ def test_a_subword_run_translates_from_its_directory_alone(tmp_path, multi30k_di
         "spm.tgt.model",
     ]
     capsys.readouterr()
-    assert cli(["evaluate", run, "--split", "test", "--json"]) == 0
+    written = tmp_path / "test.en"
+    assert cli(["evaluate", run, "--split", "test", "--json", "--output", written]) == 0
     figures = json.loads(capsys.readouterr().out)
-    assert figures["sentences"] == 1000 and figures["bleu_tokenized"] >= 0.0
+    translations = written.read_text(encoding="utf-8").splitlines()
+    assert figures["sentences"] == len(translations) == 1000
+    # The tutorial's figure is that of the text the pieces decode to, never of the pieces.
+    assert not any("\u2581" in line for line in translations)
+    with gzip.open(multi30k_dir / "test_2016_flickr.en.gz", "rt", encoding="utf-8") as handle:
+        references = handle.read().splitlines()
+    assert figures["bleu_tokenized"] == tokenized_bleu(translations, references, "en")
     assert cli(["translate", run, "Ein Mann."]) == 0
     expected = capsys.readouterr().out
 
