@@ -227,7 +227,7 @@ def test_resume_with_a_changed_config_lists_every_change(one_epoch, corpus):
 DATA_ALTERNATIVES = {
     **{"corpus": "multi30k", "dir": "/elsewhere", "src_lang": "en", "tgt_lang": "de"},
     **{"train": "val", "train_weights": (1.0,), "valid": "train", "test": "val"},
-    **{"format": "tsv", "columns": ("de", "en"), "holdout": (0.1, 0.1), "holdout_by": "en"},
+    **{"columns": ("de", "en"), "holdout": (0.1, 0.1), "holdout_by": "en"},
     **{"tokenizer": "sentencepiece", "lowercase": False, "reverse_source": False},
     **{"joint_vocab": True, "min_freq": 3, "max_size": 100, "sp_model_type": "bpe"},
     **{"vocab_size": 100, "sp_pretokenize": True, "max_length": 50, "train_limit": 10},

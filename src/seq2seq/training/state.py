@@ -61,7 +61,7 @@ RESUMABLE_CHANGES = {
 # (the source's reversal, the cut to max_length).
 READ_BY_THE_RUN = frozenset(
     {
-        *("corpus", "dir", "train", "format", "columns", "train_weights"),
+        *("corpus", "dir", "train", "columns", "train_weights"),
         *("valid", "test", "holdout", "holdout_by", "reverse_source", "max_length"),
     }
 )
