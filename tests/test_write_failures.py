@@ -14,6 +14,7 @@ import os
 import resource
 import shutil
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -315,3 +316,24 @@ def test_prepare_onto_a_full_disk_is_one_line_and_leaves_nothing(corpus, tmp_pat
     assert_error(capsys, code, "File too large")
     assert hidden_leftovers(tmp_path / "cache") == []
     assert not list((tmp_path / "cache").glob("prepared*/*"))
+
+
+# What is not a plain file is written through, never replaced.
+
+
+def test_a_pipe_is_written_through_not_replaced(tmp_path):
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    read = []
+    reader = threading.Thread(target=lambda: read.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    writing.write_file(pipe, "through\n")
+    reader.join(timeout=30)
+    assert read == [b"through\n"] and stat.S_ISFIFO(pipe.stat().st_mode)
+
+
+def test_a_link_keeps_linking_to_its_file_which_is_replaced(tmp_path):
+    (tmp_path / "real.txt").write_text("old")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "real.txt")
+    writing.write_file(tmp_path / "link.txt", "new")
+    assert (tmp_path / "link.txt").is_symlink() and (tmp_path / "real.txt").read_text() == "new"

@@ -74,8 +74,15 @@ def make_dirs(path: str | Path) -> Path:
 def replacing(path: str | Path, *, parents: bool = False) -> Iterator[BinaryIO]:
     """A binary handle whose bytes become `path` when the block ends without an error, in one
     rename; until then `path` is as it was. Its folder must exist, unless `parents` says to
-    make it (a missing folder in a user's output path is more often a typo than a wish)."""
+    make it (a missing folder in a user's output path is more often a typo than a wish).
+    What is not a plain file (`/dev/stdout`, a pipe) is written through, never replaced, and
+    a link keeps linking: the file it names is replaced."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        with errors(path), open(path, "wb") as handle:
+            yield handle
+        return
+    path = path.resolve() if path.is_symlink() else path
     temporary = _beside(path)
     with errors(path):
         if parents:
