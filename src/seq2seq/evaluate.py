@@ -91,12 +91,19 @@ def evaluate_examples(
     tokenizer: Tokenizer | SentencePieceTokenizer,
     device: torch.device,
     settings: DecodeSettings = DecodeSettings(),
+    free_running: bool = True,
+    translate: bool = True,
 ) -> dict:
     """Every figure for aligned examples and raw references: teacher-forced and free-running
     loss and perplexity, BLEU (both), chrF, and the detokenized translations. sacreBLEU's
-    figures are lowercased when the tokenizer lowercases, case-sensitive otherwise."""
-    loss, free_loss = (
-        corpus_loss(
+    figures are lowercased when the tokenizer lowercases, case-sensitive otherwise.
+
+    Training's validation may leave out the two slow parts: `free_running=False` skips the
+    free-running loss (a decoder pass over its own predictions; `free_loss` is None), and
+    `translate=False` skips decoding, so BLEU, chrF and the translations are absent."""
+
+    def loss_at(ratio: float) -> float | None:
+        return corpus_loss(
             model,
             examples,
             pad=vocab.pad,
@@ -104,8 +111,17 @@ def evaluate_examples(
             batch_size=settings.batch_size,
             teacher_forcing_ratio=ratio,
         )
-        for ratio in (1.0, 0.0)
-    )
+
+    loss = loss_at(1.0)
+    free_loss = loss_at(0.0) if free_running else None
+    figures = {
+        "loss": loss,
+        "ppl": perplexity(loss),
+        "free_loss": free_loss,
+        "free_ppl": None if free_loss is None else perplexity(free_loss),
+    }
+    if not translate:
+        return figures
     outputs = best_translations(
         model,
         examples,
@@ -118,10 +134,7 @@ def evaluate_examples(
     hypotheses = [vocab.decode(ids) for ids in outputs]
     detokenized = [tokenizer.detokenize(tokens) for tokens in hypotheses]
     return {
-        "loss": loss,
-        "ppl": perplexity(loss),
-        "free_loss": free_loss,
-        "free_ppl": None if free_loss is None else perplexity(free_loss),
+        **figures,
         **sacrebleu_scores(detokenized, references, lowercase=tokenizer.lowercase),
         "bleu_tokenized": tokenized_bleu(
             [tokenizer.join(tokens) for tokens in hypotheses], references, tokenizer.lang

@@ -3,6 +3,7 @@ section's keys, one class per model type, are in model.py."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -288,6 +289,18 @@ class TrainConfig:
         above=0,
     )
     valid_beam_size: int = key(1, "Validation BLEU's beam size (1: greedy).", low=1)
+    bleu_from_epoch: int = key(
+        1,
+        "Validation translates (BLEU, chrF) from this epoch on; earlier epochs log only their "
+        "losses, and patience counts from here. Translating is most of validation's time, "
+        "and the first epochs' BLEU rarely matters.",
+        low=1,
+    )
+    free_running_validation: bool = key(
+        True,
+        "Also measure the free-running validation loss (the tutorial's valid loss): a decoder "
+        "pass over its own predictions, as slow as translating. false logs it as null.",
+    )
     max_length_a: float = key(
         1.5,
         "Validation decodes at most max_length_a x source length + max_length_b tokens.",
@@ -298,6 +311,20 @@ class TrainConfig:
     tensorboard: bool = key(
         False, "Also write every logged figure as TensorBoard scalars under runs/NAME/tensorboard/."
     )
+
+    def problems(self) -> list[str]:
+        problems = []
+        if self.best_metric == "val_free_loss" and not self.free_running_validation:
+            problems.append(
+                "train.best_metric=val_free_loss needs train.free_running_validation=true"
+            )
+        if self.best_metric == "val_bleu" and self.bleu_from_epoch > math.ceil(self.epochs):
+            problems.append(
+                f"train.bleu_from_epoch={self.bleu_from_epoch} is after the last epoch "
+                f"({math.ceil(self.epochs)}), so train.best_metric=val_bleu would never be "
+                f"measured; lower it, or train more epochs"
+            )
+        return problems
 
 
 @dataclass(frozen=True)

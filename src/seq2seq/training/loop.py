@@ -82,7 +82,9 @@ class Trainer:
         self.seed_batch = BatchSeeds(config.seed, self.generator, self.device)
         self.accumulate = config.train.accumulate
         self.progress = state.Progress(epoch_rng=self.rng.getstate())
-        self.best = state.BestCheckpoint(config.train.best_metric, config.train.patience)
+        self.best = state.BestCheckpoint(
+            config.train.best_metric, config.train.patience, config.train.bleu_from_epoch
+        )
         if config.resume:
             self.progress, self.accumulate = state.resume(
                 config,
@@ -322,9 +324,12 @@ class Trainer:
             tokenizer=self.data.tgt_tokenizer,
             device=self.device,
             settings=settings,
+            free_running=train.free_running_validation,
+            translate=self.epoch >= train.bleu_from_epoch,
         )
+        # Every record has every key, null where this epoch skipped the figure.
         keys = ("loss", "ppl", "free_loss", "free_ppl", "bleu", "bleu_tokenized", "chrf")
-        return {f"val_{key}": figures[key] for key in keys}
+        return {f"val_{key}": figures.get(key) for key in keys}
 
     def _save(self, record: dict) -> None:
         """Process 0 saves; every process keeps the best score, for early stopping."""

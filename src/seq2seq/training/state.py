@@ -252,15 +252,19 @@ class BestCheckpoint:
     """Picks the best epoch by `train.best_metric`: BLEU is better higher, losses lower, and a
     non-finite figure never becomes the best. With a `patience`, says when to stop early."""
 
-    def __init__(self, metric: str, patience: int | None = None):
+    def __init__(self, metric: str, patience: int | None = None, bleu_from_epoch: int = 1):
         self.metric = metric
         self.patience = patience
+        # Patience counts from the first epoch that measures the metric.
+        self.first_epoch = bleu_from_epoch if metric == "val_bleu" else 1
 
     def beats(self, record: dict, best: float | None) -> float | None:
         """The score of an epoch's record (higher is better) if it beats the `best` so far."""
         if self.metric not in record:
             return None
         value = record[self.metric]
+        if value is None:  # not measured this epoch
+            return None
         score = value if self.metric == "val_bleu" else -value
         if not math.isfinite(score) or (best is not None and score <= best):
             return None
@@ -270,7 +274,8 @@ class BestCheckpoint:
         """Whether `patience` whole epochs have passed since the best (or since the start, when
         no epoch scored a finite figure). It counts epochs, not validations: an epoch validated
         twice (stopped inside and resumed) counts once."""
-        return self.patience is not None and progress.epoch - progress.best_epoch >= self.patience
+        since = max(progress.best_epoch, self.first_epoch - 1)
+        return self.patience is not None and progress.epoch - since >= self.patience
 
 
 def _numpy_state() -> list:
