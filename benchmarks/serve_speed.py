@@ -28,6 +28,9 @@ server with the default options, on 127.0.0.1:
 
 - long-maps: 16 requests one after another, each one 1,000-character line with its attention
   map (a model with attention): their statuses, the largest answer, and the server's memory.
+- shutdown: with --shutdown-grace-s 2, one request of 64 sentences, each decoded to exactly
+  --length tokens (60), and one request that sends half its body; SIGTERM 1 s after: the
+  seconds from the signal to the exit, what each client received, and the server's log line.
 
 --attention asks for the attention maps in every request (a model with attention).
 """
@@ -57,12 +60,16 @@ MULTI30K = Path(os.environ.get("SEQ2SEQ_TEST_DATA", ROOT.parent / "shared" / "da
 
 
 def start(run: str, options: list[str]) -> tuple[subprocess.Popen, str]:
+    """The server process, with its log lines and when each came in `process.log`, and its
+    URL."""
     argv = [sys.executable, "-m", "seq2seq.cli", "serve", run, "--port", "0", *options]
     process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    process.log = []
     for line in process.stderr:
         if match := re.search(r"on (http://\S+) ", line):
             # Keep reading stderr, so that the server never blocks on a full pipe.
-            asyncio.get_running_loop().run_in_executor(None, process.stderr.read)
+            lines = ((time.perf_counter(), line) for line in process.stderr)
+            asyncio.get_running_loop().run_in_executor(None, process.log.extend, lines)
             return process, match[1]
     raise SystemExit(f"the server did not start: {' '.join(argv)}")
 
@@ -257,17 +264,56 @@ async def long_maps(process, url: str, sentences: list[str]) -> dict:
     return figures
 
 
+async def shutdown(process, url: str, sentences: list[str], length: int) -> dict:
+    """SIGTERM while one request of 64 sentences is decoded, each to exactly `length` tokens,
+    and another has sent half its body: how long the server takes to exit, and what each
+    client received."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    body = json.dumps({"text": sentences[:64], "min_length": length, "max_length": length})
+    decoding = await asyncio.open_connection(host, int(port))
+    answer = asyncio.ensure_future(exchange(*decoding, host, body.encode()))
+    half_reader, half_writer = await asyncio.open_connection(host, int(port))
+    half_writer.write(
+        f"POST /translate HTTP/1.1\r\nHost: {host}\r\n{JSON}Content-Length: 100\r\n\r\n"
+        '{"text": ['.encode()
+    )
+    await asyncio.sleep(1)
+    signalled = time.perf_counter()
+    process.send_signal(signal.SIGTERM)
+    status = await asyncio.get_running_loop().run_in_executor(None, process.wait, 60)
+    seconds = time.perf_counter() - signalled
+    try:
+        got = (await answer)[0].decode()
+    except (OSError, asyncio.IncompleteReadError):
+        got = "connection closed"
+    half = await half_reader.read()
+    await asyncio.sleep(0.2)  # the reader thread takes the server's last lines
+    finished = next(at for at, line in process.log if "Finished server process" in line)
+    return {
+        # The server is done when it logs so; then the interpreter tears down (gc, torch).
+        "seconds_to_finish": round(finished - signalled, 2),
+        "seconds_to_exit": round(seconds, 2),
+        "exit_status": status,
+        "decoding_request_got": got,
+        "half_sent_request_got": half.split(b"\r\n")[0].decode() or "connection closed",
+        "log": [line.strip() for _, line in process.log if "in flight" in line],
+    }
+
+
 async def load(args, sentences: list[str]) -> None:
     common = ["--device", args.device, "--num-threads", args.num_threads]
     maps = ", attention maps" if args.attention else ""
     print(f"each scenario {args.seconds} s, test2016 sentences, beam 5{maps}, default options")
     shape = (args.seconds, args.attention)
     for name in args.load:
-        process, url = start(args.run, common)
+        grace = ["--shutdown-grace-s", "2"] if name == "shutdown" else []
+        process, url = start(args.run, common + grace)
         try:
             await clients(url, sentences[:16], 4, 5)  # warm up
             if name == "long-maps":
                 figures = await long_maps(process, url, sentences)
+            elif name == "shutdown":
+                figures = await shutdown(process, url, sentences, args.length)
             else:
                 figures = await scenario(name, process, url, sentences, *shape)
         finally:
@@ -288,8 +334,11 @@ async def main() -> None:
     parser.add_argument("--num-threads", default="1", help="PyTorch threads of each server")
     parser.add_argument("--batched", default="--max-batch-sentences 64 --max-wait-ms 5")
     parser.add_argument(
-        "--load", nargs="+", choices=["clients", "idle", "burst", "sigterm", "long-maps"]
+        "--load",
+        nargs="+",
+        choices=["clients", "idle", "burst", "sigterm", "long-maps", "shutdown"],
     )
+    parser.add_argument("--length", type=int, default=60, help="shutdown: tokens a sentence")
     parser.add_argument("--seconds", type=float, default=30, help="of each --load scenario")
     parser.add_argument("--attention", action="store_true", help="--load: ask for the maps")
     parser.add_argument(

@@ -572,7 +572,7 @@ def test_a_second_ctrl_c_answers_503_and_exits_1_without_tracebacks():
     assert response.status_code == 503
     assert response.json() == {"error": "the server is shutting down; try again when it is back"}
     log = server.log()
-    assert "stopped before answering 1 request(s) in flight; each got 503" in log
+    assert "stopped with 1 request(s) in flight: 1 got 503" in log
     assert "Traceback" not in log and "CancelledError" not in log
 
 

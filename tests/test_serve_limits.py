@@ -9,6 +9,7 @@ deadline are marked slow: they run in CI, not in the fast subset."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import logging
 import math
@@ -22,13 +23,17 @@ from dataclasses import fields
 
 import httpx
 import pytest
-from conftest import FakeTranslator, serving
+import torch
+from conftest import ROOT, FakeTranslator, serving
 
+from seq2seq import checkpoint
 from seq2seq.errors import ParameterError
-from seq2seq.server.registry import ServedModel
+from seq2seq.server.registry import ServedModel, served_model
 from seq2seq.server.settings import ServerSettings
 
 QUICK = {"max_wait_ms": 0, "max_batch_sentences": 1}
+GOLDEN = ROOT / "tests" / "data" / "golden"
+CPU = torch.device("cpu")
 
 
 def served(**translators) -> dict[str, ServedModel]:
@@ -283,13 +288,79 @@ def test_past_the_grace_time_requests_in_flight_get_a_clean_503(caplog):
     settings = ServerSettings(shutdown_grace_s=0.3, **QUICK)
     with serving(served(slow=fake), settings) as (url, server), ThreadPoolExecutor(2) as pool:
         pending = [pool.submit(ask, url, [f"s{i}"]) for i in range(2)]
-        time.sleep(0.3)
+        wait_until(lambda: httpx.get(f"{url}/health").json()["queued"] == 1)  # one decodes
         server.should_exit = True
         answers = [p.result(timeout=30) for p in pending]
     assert [a.status_code for a in answers] == [503, 503]
     assert answers[0].json() == {"error": "the server is shutting down; try again when it is back"}
     assert server.cut_short == 2
     assert "Traceback" not in caplog.text and "CancelledError" not in caplog.text
+
+
+class SlowSteps:
+    """A model each of whose decoding steps takes `seconds` longer: a long decode whatever the
+    batch. It counts its steps and records when the last one began."""
+
+    def __init__(self, model, seconds: float):
+        self.model, self.seconds = model, seconds
+        self.steps, self.last_step = 0, 0.0
+
+    def decode_step(self, *args, **kwargs):
+        self.steps, self.last_step = self.steps + 1, time.monotonic()
+        time.sleep(self.seconds)
+        return self.model.decode_step(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+
+@pytest.mark.slow
+def test_past_the_grace_time_a_long_decode_stops_at_its_next_step():
+    """The golden model decoding 100 steps of 0.02 s, 2 s in all; the shutdown comes 0.3 s in,
+    with a grace time of 0.3 s: the decode stops at its next step after the deadline, where
+    the search, which cannot be interrupted, went on for another 1.4 s (and the process
+    waited for it to exit)."""
+    ckpt = checkpoint.load(GOLDEN)
+    slow = SlowSteps(ckpt.model, 0.02)
+    models = {"slow": served_model("slow", dataclasses.replace(ckpt, model=slow), CPU)}
+    settings = ServerSettings(shutdown_grace_s=0.3, max_wait_ms=0)
+    with serving(models, settings) as (url, server), ThreadPoolExecutor(1) as pool:
+        line = " ".join(["Ein Mann"] * 30)  # 60 tokens: the golden model's limit is 100
+        pending = pool.submit(ask, url, [line], min_length=100, max_length=100)
+        wait_until(lambda: slow.steps > 0)
+        time.sleep(0.3)
+        stopped = time.monotonic()
+        server.should_exit = True
+        answer = pending.result(timeout=30)
+        time.sleep(max(0.0, stopped + 2 - time.monotonic()))  # past the decode's 2 s
+    assert answer.status_code == 503
+    assert slow.steps < 100
+    assert slow.last_step - stopped < 0.3 + 0.2
+
+
+@pytest.mark.slow
+def test_past_the_grace_time_the_log_says_what_each_request_got(caplog):
+    """One request is being decoded and gets its 503; one has sent half its body, and only
+    sees its connection close: the log says so, not that both got 503."""
+    settings = ServerSettings(shutdown_grace_s=0.3, body_timeout_s=600, **QUICK)
+    with (
+        serving(served(slow=FakeTranslator(seconds=2)), settings) as (url, server),
+        ThreadPoolExecutor(1) as pool,
+        connect(url) as sock,
+    ):
+        pending = pool.submit(ask, url, ["decoding"])
+        sock.sendall(POST + b"Content-Length: 100\r\n\r\n" + b'{"text": [')
+        time.sleep(0.3)
+        server.should_exit = True
+        answer = pending.result(timeout=30)
+        received, _ = closed_after(sock)
+    assert answer.status_code == 503 and received == b""
+    assert server.cut_short == 2
+    assert (
+        "stopped with 2 request(s) in flight: 1 got 503, 1 had its connection closed while "
+        "still sending its request" in caplog.text
+    )
+    assert '" 499' not in caplog.text  # the server closed it: nobody hung up
 
 
 # Options.

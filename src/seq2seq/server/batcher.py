@@ -16,6 +16,7 @@ import ctypes
 import ctypes.util
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -51,7 +52,14 @@ class Job:
 
 class Batcher:
     def __init__(
-        self, decode: Decode, *, name: str, max_sentences: int, max_wait: float, max_queued: int
+        self,
+        decode: Decode,
+        *,
+        name: str,
+        max_sentences: int,
+        max_wait: float,
+        max_queued: int,
+        stopping: threading.Event,
     ):
         self.decode = decode
         self.name = name
@@ -67,6 +75,7 @@ class Batcher:
         self._decoding: list[Job] = []
         self._arrived = asyncio.Event()
         self._closed = False
+        self.stopping = stopping  # set by `abort`; the decode reads it, to stop
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"decode-{name}")
         self._task: asyncio.Task | None = None
 
@@ -84,9 +93,11 @@ class Batcher:
         self._worker.shutdown(wait=False)
 
     def abort(self) -> None:
-        """Answer every waiting and decoding request with ShuttingDown, now; the decode under
-        way finishes in its thread, for nobody."""
+        """Answer every waiting and decoding request with ShuttingDown, now, and set
+        `stopping`, which the decode under way reads in its thread to stop at its next step
+        (`registry.Stoppable`)."""
         self._closed = True
+        self.stopping.set()
         for job in [*self._waiting, *self._decoding]:
             if not job.future.done():
                 job.future.set_exception(ShuttingDown())
@@ -136,7 +147,7 @@ class Batcher:
         try:
             results = await loop.run_in_executor(self._worker, self.decode, key, lines)
         except Exception as error:  # answered by the app (a 500, or its own 4xx); we go on
-            if not isinstance(error, Refusal):
+            if not isinstance(error, (Refusal, ShuttingDown)):
                 log.exception("decoding a batch of %d sentences failed", len(lines))
             for job in group:
                 if not job.future.done():

@@ -52,6 +52,7 @@ def model_batcher(served: ServedModel, settings: ServerSettings) -> Batcher:
         max_sentences=settings.max_batch_sentences,
         max_wait=settings.max_wait_ms / 1000,
         max_queued=settings.max_queue_sentences,
+        stopping=served.stopping,
     )
 
 

@@ -2,12 +2,15 @@
 
 uvicorn writes a request's access-log line when its answer starts, and writes none for an
 answer nobody reads: a client that hung up before its answer left no trace. Here such a
-request gets its line, with 499 (client closed request), as nginx writes it."""
+request gets its line, with 499 (client closed request), as nginx writes it. And a shutdown
+past its grace time can say what each request still in flight got: its 503, or its connection
+closed with the request half sent."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
@@ -20,9 +23,26 @@ class Exchange:
     """One request and its answer, as far as they went."""
 
     scope: dict
+    body_read: bool = field(init=False)  # the whole request body has come
     status: int | None = None  # the answer's, once it started
     answered: bool = False  # the whole answer went out
     hung_up: bool = False  # the connection closed before the answer started
+
+    def __post_init__(self):
+        headers = dict(self.scope["headers"])
+        self.body_read = (
+            headers.get(b"content-length", b"0") == b"0" and b"transfer-encoding" not in headers
+        )
+
+    def outcome(self) -> str:
+        """What its client got, in words."""
+        if self.answered:
+            return f"got {self.status}"
+        if not self.body_read:
+            return "had its connection closed while still sending its request"
+        if self.status is not None:
+            return f"had its connection closed in the middle of its {self.status}"
+        return "had its connection closed unanswered"
 
 
 class InFlight:
@@ -30,6 +50,14 @@ class InFlight:
 
     def __init__(self):
         self.exchanges: set[Exchange] = set()
+        self.closing = False  # the server closes the connections: nobody hung up
+
+    @staticmethod
+    def outcomes(exchanges: list[Exchange]) -> str:
+        """What these requests got, counted: `2 got 503, 1 had its connection closed ...`."""
+        counts = Counter(exchange.outcome() for exchange in exchanges)
+        ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        return ", ".join(f"{count} {outcome}" for outcome, count in ordered)
 
 
 class Follow:
@@ -47,8 +75,10 @@ class Follow:
 
         async def receiving():
             message = await receive()
-            if message["type"] == "http.disconnect" and exchange.status is None:
-                exchange.hung_up = True
+            if message["type"] == "http.request":
+                exchange.body_read = not message.get("more_body", False)
+            elif exchange.status is None:
+                exchange.hung_up = not self.in_flight.closing
             return message
 
         async def sending(message):

@@ -8,16 +8,20 @@ members' directories joined by `+`.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from seq2seq import loader
 from seq2seq.analysis.attention_maps import attention_refusal
+from seq2seq.checkpoint import Checkpoint
 from seq2seq.decode import DecodeSettings
 from seq2seq.errors import Seq2SeqError
+from seq2seq.server.batcher import ShuttingDown
 from seq2seq.translate import Translator
 
 NAME = re.compile(r"[A-Za-z0-9._+-]+")
@@ -34,6 +38,7 @@ class ServedModel:
     name: str
     translator: Translator
     attention: bool  # whether it draws attention maps: one model of an attention type
+    stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown
 
     def decoder(self, settings: DecodeSettings) -> Translator:
         return self.translator.with_settings(settings)
@@ -83,6 +88,32 @@ def load_models(
     models = {}
     for spec in specs:
         ckpt = loader.load_ensemble(list(spec.paths), device, quantize=quantize)
-        attention = attention_refusal(ckpt) is None
-        models[spec.name] = ServedModel(spec.name, Translator(ckpt, device), attention)
+        models[spec.name] = served_model(spec.name, ckpt, device)
     return models
+
+
+def served_model(name: str, ckpt: Checkpoint, device: torch.device) -> ServedModel:
+    """The checkpoint served under `name`, its model one that a shutdown can stop."""
+    stopping = threading.Event()
+    stoppable = dataclasses.replace(ckpt, model=Stoppable(ckpt.model, stopping))
+    attention = attention_refusal(ckpt) is None
+    return ServedModel(name, Translator(stoppable, device), attention, stopping)
+
+
+class Stoppable:
+    """A model that raises ShuttingDown at its next decoding step once `stopping` is set. The
+    search asks the model for one step at a time (`decode_step`), so a shutdown stops a long
+    decode within a step of its deadline, where the search itself cannot be interrupted. An
+    engine that decodes whole lists itself (a CTranslate2 export) finishes its list."""
+
+    def __init__(self, model, stopping: threading.Event):
+        self._model = model
+        self._stopping = stopping
+
+    def decode_step(self, *args, **kwargs):
+        if self._stopping.is_set():
+            raise ShuttingDown()
+        return self._model.decode_step(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)

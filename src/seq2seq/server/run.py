@@ -1,13 +1,16 @@
 """Running the server: bind the port first (a port in use is one line, before any model loads),
 load the models once, then serve with uvicorn until SIGINT or SIGTERM, which finish the
 requests in flight within the grace time and return normally. Past the grace time, or at a
-second Ctrl-C, the requests still in flight are answered 503 and the exit status is 1."""
+second Ctrl-C, the requests still in flight are answered 503 (those still sending theirs have
+their connections closed), the decodes stop at the end of their piece, the log says what each
+request got, and the exit status is 1."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import signal
 import socket
@@ -48,12 +51,10 @@ def serve(
         server.run(sockets=[sock])
     finally:
         sock.close()
-    if server.cut_short:
-        log.error(
-            "stopped before answering %d request(s) in flight; each got 503", server.cut_short
-        )
-        return 1
-    return 0
+    # The process exits next. Its last garbage collection would walk every object the models
+    # and torch hold, for seconds on a busy machine, to free what exiting frees anyway.
+    gc.freeze()
+    return 1 if server.cut_short else 0
 
 
 def uvicorn_config(app, settings: ServerSettings) -> uvicorn.Config:
@@ -104,8 +105,9 @@ class GracefulServer(uvicorn.Server):
     - after a graceful shutdown on SIGINT or SIGTERM it returns instead of raising the signal
       again (which would end the process with the signal's status rather than 0);
     - the shutdown is bounded: once `shutdown_grace_s` has passed, or at a second Ctrl-C,
-      every request still in flight is answered 503 by the app's `abort`, and `cut_short`
-      counts them."""
+      every request still in flight is answered 503 by the app's `abort` (or, still sending
+      its request, has its connection closed), `cut_short` counts them, and the log says what
+      each got."""
 
     def __init__(self, config: uvicorn.Config):
         super().__init__(config)
@@ -147,17 +149,22 @@ class GracefulServer(uvicorn.Server):
 
     def _force(self) -> None:
         if self._rest is None:
-            log.warning("stopping now: requests still in flight get 503")
+            log.warning("stopping now: requests still in flight get 503, or are closed if unsent")
             self.force_exit = True
             self._rest = asyncio.ensure_future(self._answer_the_rest())
 
     async def _answer_the_rest(self) -> None:
-        self.cut_short = len(self.server_state.tasks)
+        in_flight = self.config.app.state.in_flight
+        cut = list(in_flight.exchanges)
+        self.cut_short = len(cut)
         self.config.app.state.abort()
-        for _ in range(40):  # 2 s for each to send its 503
-            if not self.server_state.tasks:
+        for _ in range(40):  # at most 2 s for the 503s to go out
+            if all(not exchange.body_read for exchange in in_flight.exchanges):
                 break
             await asyncio.sleep(0.05)
         # What is left waits for a body that has not come: closed, which ends its task too.
+        in_flight.closing = True
         for connection in list(self.server_state.connections):
             connection.transport.close_now()
+        if cut:
+            log.error("stopped with %d request(s) in flight: %s", len(cut), in_flight.outcomes(cut))
