@@ -173,16 +173,17 @@ def table(result: RunBuckets) -> list[str]:
 
 
 def training_sources(config, data_dir: str | None) -> list[str]:
-    """The source side of every training corpus of the run's config, as raw text."""
-    from seq2seq.data.corpus import data_dirs, locate_split, read_parallel
+    """The source side of every training corpus of the run's config, as raw text (tab-separated
+    corpora and held-out parts read as training reads them)."""
+    from seq2seq.data.corpus import data_dirs, locate, read_split
 
     prefixes = [config.train] if isinstance(config.train, str) else list(config.train)
-    langs = (config.src_lang, config.tgt_lang)
-    sources = []
-    for prefix in prefixes:
-        paths = locate_split(prefix, langs, data_dirs(data_dir or config.dir), config.corpus)
-        sources += read_parallel(*paths, skip_empty=True).src
-    return sources
+    dirs = data_dirs(data_dir or config.dir)
+    return [
+        sentence
+        for prefix in prefixes
+        for sentence in read_split(locate(config, prefix, dirs, "train"), skip_empty=True).src
+    ]
 
 
 def length_frequency(
@@ -196,16 +197,16 @@ def length_frequency(
     data_dir: str | None = None,
 ) -> list[RunBuckets]:
     """`seq2seq analysis`: decode `split` with each run, bucket, draw to `output` if given."""
-    from seq2seq import checkpoint
     from seq2seq.data.dataset import load_split
     from seq2seq.evaluate import evaluate_split
+    from seq2seq.loader import load_ensemble
 
     if output is not None:
         check_figure_output(Path(output))
     groups_by([0.0], groups)  # refuse a bad --groups before any decoding
     results = []
     for name, run in zip(run_names(runs), runs, strict=True):
-        ckpt = checkpoint.load_ensemble([run], device)
+        ckpt = load_ensemble([run], device)
         data = ckpt.config.data
         found = evaluate_split(ckpt, split, device=device, data_dir=data_dir, settings=settings)
         text = load_split(data, split, data_dir, vocabs=ckpt.vocabs)
