@@ -28,6 +28,10 @@ server with the default options, on 127.0.0.1:
 
 - long-maps: 16 requests one after another, each one 1,000-character line with its attention
   map (a model with attention): their statuses, the largest answer, and the server's memory.
+- flood: one client (127.0.0.1) keeps 200 requests in flight, each 16 long lines (twelve
+  test2016 sentences to a line, at most 999 characters), waiting out each 503's Retry-After;
+  another (127.0.0.2) sends one sentence at a time, 0.5 s apart, from 2 s in: what each got,
+  the longest Retry-After the second was told, and how long it waited for its translations.
 - shutdown: with --shutdown-grace-s 2, one request of 64 sentences, each decoded to exactly
   --length tokens (60), and one request that sends half its body; SIGTERM 1 s after: the
   seconds from the signal to the exit, what each client received, and the server's log line.
@@ -114,6 +118,7 @@ class Tally:
     unanswered: int = 0  # requests the server had (sent before any SIGTERM) but never answered
     signalled: float = math.inf  # when SIGTERM was sent
     reconnects: int = 0  # idle connections the server closed
+    retry_after: float = 0.0  # the longest a 503 asked for
 
 
 async def exchange(reader, writer, host: str, body: bytes) -> tuple[bytes, bool, float, int]:
@@ -264,6 +269,50 @@ async def long_maps(process, url: str, sentences: list[str]) -> dict:
     return figures
 
 
+async def flood(url: str, sentences: list[str], seconds: float) -> dict:
+    """One client floods, another sends one sentence at a time: what each got."""
+    long_lines = [" ".join(sentences[i : i + 12]) for i in range(0, len(sentences) - 11, 12)]
+    long_lines = [line[: 1000 - 1] for line in long_lines]  # within --max-characters
+    flooding, probing, running = Tally(), Tally(), clock(seconds)
+    await asyncio.gather(
+        *(load_client(url, long_lines, 16, False, flooding, running) for _ in range(200)),
+        probe(url, sentences, probing, running),
+    )
+    return {
+        "other_client_statuses": dict(probing.statuses),
+        "other_client_p50_ms": round(1000 * percentile(probing.latencies, 0.5), 1),
+        "other_client_max_ms": round(1000 * max(probing.latencies), 1),
+        "other_client_longest_retry_after_s": probing.retry_after,
+        "flood_statuses": dict(flooding.statuses),
+        "flood_sentences_per_s": round(flooding.sentences / seconds, 1),
+        "line_characters_mean": round(statistics.mean(map(len, long_lines))),
+    }
+
+
+async def probe(url: str, sentences: list[str], tally: Tally, running) -> None:
+    """From 127.0.0.2, another client than the flood's: one sentence a request, 0.5 s apart,
+    from 2 s in; the latencies of its translations."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    await asyncio.sleep(2)
+    connection, sent_lines = None, 0
+    while running():
+        if connection is None:
+            connection = await asyncio.open_connection(host, int(port), local_addr=("127.0.0.2", 0))
+        body = json.dumps({"text": [sentences[sent_lines % len(sentences)]], "beam_size": 5})
+        sent, sent_lines = time.perf_counter(), sent_lines + 1
+        status, closing, retry_after, _ = await exchange(*connection, host, body.encode())
+        tally.statuses[status.decode()] += 1
+        tally.retry_after = max(tally.retry_after, retry_after)
+        if status == b"200":
+            tally.latencies.append(time.perf_counter() - sent)
+        if closing:
+            connection[1].close()
+            connection = None
+        await asyncio.sleep(0.5)
+    if connection:
+        connection[1].close()
+
+
 async def shutdown(process, url: str, sentences: list[str], length: int) -> dict:
     """SIGTERM while one request of 64 sentences is decoded, each to exactly `length` tokens,
     and another has sent half its body: how long the server takes to exit, and what each
@@ -314,6 +363,8 @@ async def load(args, sentences: list[str]) -> None:
                 figures = await long_maps(process, url, sentences)
             elif name == "shutdown":
                 figures = await shutdown(process, url, sentences, args.length)
+            elif name == "flood":
+                figures = await flood(url, sentences, args.seconds)
             else:
                 figures = await scenario(name, process, url, sentences, *shape)
         finally:
@@ -336,7 +387,7 @@ async def main() -> None:
     parser.add_argument(
         "--load",
         nargs="+",
-        choices=["clients", "idle", "burst", "sigterm", "long-maps", "shutdown"],
+        choices=["clients", "idle", "burst", "sigterm", "long-maps", "shutdown", "flood"],
     )
     parser.add_argument("--length", type=int, default=60, help="shutdown: tokens a sentence")
     parser.add_argument("--seconds", type=float, default=30, help="of each --load scenario")

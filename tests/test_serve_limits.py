@@ -71,6 +71,58 @@ def test_a_full_queue_answers_503_with_retry_after_and_every_request_an_answer()
     assert "one too many" not in fake.decoded
 
 
+def ask_from(address: str, url: str, text: list[str]) -> httpx.Response:
+    """A request from another client: a connection from another loopback address."""
+    transport = httpx.HTTPTransport(local_address=address)
+    with httpx.Client(transport=transport, timeout=30) as other:
+        return other.post(f"{url}/translate", json={"text": text})
+
+
+def test_one_clients_flood_neither_refuses_nor_delays_another_clients_request():
+    """Client A (127.0.0.1) has one request decoding, held at the gate, and fills its share of
+    the queue (3 sentences); its next is refused. Client B (127.0.0.2) is neither refused for
+    A's sentences nor made to wait behind them: its request is decoded next."""
+    gate = threading.Event()
+    fake = FakeTranslator(gate=gate)
+    settings = ServerSettings(max_queue_sentences=3, **QUICK)
+    with serving(served(slow=fake), settings) as (url, _), ThreadPoolExecutor(8) as pool:
+        first = pool.submit(ask, url, ["a0"])
+        time.sleep(0.2)  # "a0" is being decoded, held at the gate
+        flood = [pool.submit(ask, url, [f"a{i}"]) for i in range(1, 4)]
+        wait_until(lambda: httpx.get(f"{url}/health").json()["queued"] == 3)
+        refused = ask(url, ["a4"])
+        other = pool.submit(ask_from, "127.0.0.2", url, ["b"])
+        wait_until(lambda: other.done() or httpx.get(f"{url}/health").json()["queued"] == 4)
+        gate.set()
+        answers = [first.result(timeout=30), *(f.result(timeout=30) for f in flood)]
+        assert other.result(timeout=30).status_code == 200, other.result().text
+    assert refused.status_code == 503 and "too many sentences waiting" in refused.json()["error"]
+    assert [a.status_code for a in answers] == [200] * 4
+    assert fake.decoded[:2] == ["a0", "b"]
+
+
+def test_waiting_requests_take_turns_among_clients():
+    """A's six requests wait, then B's two: the batches alternate between the clients
+    rather than serving A's six first (the order of A's own six is theirs to race for)."""
+    gate = threading.Event()
+    fake = FakeTranslator(gate=gate)
+    with (
+        serving(served(slow=fake), ServerSettings(**QUICK)) as (url, _),
+        ThreadPoolExecutor(10) as pool,
+    ):
+        first = pool.submit(ask, url, ["a0"])
+        time.sleep(0.2)  # "a0" is being decoded, held at the gate
+        flood = [pool.submit(ask, url, [f"a{i}"]) for i in range(1, 7)]
+        wait_until(lambda: httpx.get(f"{url}/health").json()["queued"] == 6)
+        others = [pool.submit(ask_from, "127.0.0.2", url, [f"b{i}"]) for i in range(2)]
+        wait_until(lambda: httpx.get(f"{url}/health").json()["queued"] == 8)
+        gate.set()
+        for pending in [first, *flood, *others]:
+            assert pending.result(timeout=30).status_code == 200
+    clients = "".join(line[0] for line in fake.decoded)
+    assert clients == "ababaaaaa"
+
+
 @pytest.mark.slow
 def test_a_request_past_its_deadline_gets_503_and_is_never_decoded():
     fake = FakeTranslator(seconds=1.0)

@@ -92,7 +92,8 @@ def build_app(
                 "translate with %s: %s", served.name, json.dumps(request.text, ensure_ascii=False)
             )
         key = (decode_settings, next(requests) if request.attention else None)
-        submitted = batchers[served.name].submit(key, request.text)
+        client = raw.client.host if raw.client else None  # its share of the queue is its own
+        submitted = batchers[served.name].submit(key, request.text, client)
         try:
             found = await answer(submitted, raw.receive, settings.request_timeout_s)
         except HungUp:

@@ -3,10 +3,15 @@ others to join them, up to `max_sentences` sentences, and each batch is decoded 
 own worker thread, one group of equal decode settings at a time, so the event loop only ever
 queues and answers, and a slow model never holds up another's requests.
 
-The queue is bounded (`max_queued` sentences): past it a request is refused at once with the
-time the queue needs to drain, rather than waiting behind work it cannot overtake. A request
-withdrawn while it waits (its client hung up, or its deadline passed) leaves the queue then, so
-nobody's work is decoded for nobody."""
+Clients are served fairly, so that one client's flood neither refuses nor delays another's
+request. Each client (its address) may have at most `max_queued` sentences waiting: past
+that, its request is refused at once with the time its sentences need to drain, while other
+clients' requests are still taken. And waiting requests are taken in start-time fair queueing
+order (Goyal, Vin and Cheng 1996, SFQ), counted in sentences: each client's requests are
+tagged in turn from where the service has got to, so a client with one sentence waiting goes
+before the rest of another's flood, and clients with work waiting share the batches. A request
+withdrawn while it waits (its client hung up, or its deadline passed) leaves the queue then,
+so nobody's work is decoded for nobody."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import logging
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +52,8 @@ class Job:
     key: Hashable
     lines: list[str]
     future: asyncio.Future
+    client: Hashable
+    turn: float  # its start tag: jobs are taken lowest first
     arrived: float = field(default_factory=time.monotonic)
 
 
@@ -71,7 +78,10 @@ class Batcher:
         self.refused = 0  # requests answered 503 because the queue was full
         self.queued = 0  # sentences waiting, not yet decoding
         self._pace = 0.01  # seconds a sentence takes to decode, smoothed; for Retry-After
-        self._waiting: deque[Job] = deque()
+        self._waiting: list[Job] = []  # in the order they came
+        self._queued_by: Counter[Hashable] = Counter()  # sentences waiting, by client
+        self._served_to = 0.0  # the turn of the latest job taken into a batch
+        self._last_turn: dict[Hashable, float] = {}  # where each client's next turn begins
         self._decoding: list[Job] = []
         self._arrived = asyncio.Event()
         self._closed = False
@@ -102,34 +112,50 @@ class Batcher:
             if not job.future.done():
                 job.future.set_exception(ShuttingDown())
         self._waiting.clear()
+        self._queued_by.clear()
         self.queued = 0
 
-    async def submit(self, key: Hashable, lines: list[str]) -> list[Any]:
-        """The results for these lines. Cancelling the caller withdraws the request: out of
-        the queue if it still waits there, its results dropped if it is being decoded."""
+    async def submit(self, key: Hashable, lines: list[str], client: Hashable = None) -> list[Any]:
+        """The results for these lines, for `client`. Cancelling the caller withdraws the
+        request: out of the queue if it still waits there, its results dropped if it is being
+        decoded."""
         if self._closed:
             raise ShuttingDown()
         if not lines:
             return []
-        if self.queued and self.queued + len(lines) > self.max_queued:
+        mine = self._queued_by[client]
+        if mine and mine + len(lines) > self.max_queued:
             self.refused += 1
-            raise QueueFull(min(60, math.ceil(self.queued * self._pace) + 1))
-        job = Job(key, lines, asyncio.get_running_loop().create_future())
+            raise QueueFull(min(60, math.ceil(self._drain_s(client)) + 1))
+        turn = max(self._served_to, self._last_turn.get(client, 0.0))
+        self._last_turn[client] = turn + len(lines)
+        job = Job(key, lines, asyncio.get_running_loop().create_future(), client, turn)
         self._waiting.append(job)
-        self.queued += len(lines)
+        self._count(job, +1)
         self._arrived.set()
         try:
             return await job.future
         finally:
             if job in self._waiting:  # withdrawn before its batch formed
                 self._waiting.remove(job)
-                self.queued -= len(lines)
+                self._count(job, -1)
+
+    def _count(self, job: Job, sign: int) -> None:
+        self.queued += sign * len(job.lines)
+        self._queued_by[job.client] += sign * len(job.lines)
+        if not self._queued_by[job.client]:
+            del self._queued_by[job.client]
+
+    def _drain_s(self, client: Hashable) -> float:
+        """Seconds until `client`'s waiting sentences are decoded, taking turns with the
+        others: each other client's sentences count up to as many as this one has."""
+        mine = self._queued_by[client]
+        return sum(min(theirs, mine) for theirs in self._queued_by.values()) * self._pace
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             self._decoding = await self._next_batch()
-            self.queued -= sum(len(job.lines) for job in self._decoding)
             groups: dict[Hashable, list[Job]] = {}
             for job in self._decoding:
                 groups.setdefault(job.key, []).append(job)
@@ -163,8 +189,9 @@ class Batcher:
             start += len(job.lines)
 
     async def _next_batch(self) -> list[Job]:
-        """The oldest waiting jobs, once `max_sentences` sentences wait or the oldest job has
-        waited `max_wait`; never more than `max_sentences` unless one job alone holds more."""
+        """The waiting jobs whose turn has come, once `max_sentences` sentences wait or the
+        oldest job has waited `max_wait`; never more than `max_sentences` unless one job alone
+        holds more."""
         while not self._waiting:
             self._arrived.clear()
             await self._arrived.wait()
@@ -177,11 +204,18 @@ class Batcher:
                 await asyncio.wait_for(self._arrived.wait(), left)
             if not self._waiting:  # every waiting request was withdrawn
                 return await self._next_batch()
-        jobs = [self._waiting.popleft()]
-        size = len(jobs[0].lines)
-        while self._waiting and size + len(self._waiting[0].lines) <= self.max_sentences:
-            jobs.append(self._waiting.popleft())
-            size += len(jobs[-1].lines)
+        jobs: list[Job] = []
+        size = 0
+        for job in sorted(self._waiting, key=lambda job: job.turn):  # stable: first come first
+            if not jobs or size + len(job.lines) <= self.max_sentences:
+                jobs.append(job)
+                size += len(job.lines)
+        for job in jobs:
+            self._waiting.remove(job)
+            self._count(job, -1)
+        self._served_to = max(self._served_to, jobs[-1].turn)
+        # A client whose turns lie behind the service's has no claim left: forget it.
+        self._last_turn = {c: t for c, t in self._last_turn.items() if t > self._served_to}
         return jobs
 
 

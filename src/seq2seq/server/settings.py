@@ -38,7 +38,10 @@ class ServerSettings:
     max_batch_sentences: int = _option(64, "sentences decoded together at most", 1, 100_000)
     max_wait_ms: float = _option(5.0, "how long a request waits for others to batch with", 0, 1000)
     max_queue_sentences: int = _option(
-        256, "sentences waiting for each model; a request beyond gets 503", 1, 10**7
+        256,
+        "sentences one client may have waiting for a model; its request beyond gets 503",
+        1,
+        10**7,
     )
     request_timeout_s: float = _option(
         30.0, "a request not answered by then gets 503 and its work is dropped", 0.1, 3600
