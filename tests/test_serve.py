@@ -672,10 +672,10 @@ def test_the_web_page_translates_in_a_real_browser(server, sentences):
         page.wait_for_function("document.getElementById('translation').textContent !== ''")
         assert page.text_content("#translation") == expected
         assert page.query_selector_all("#attention svg") == []  # an LSTM has no map
-        page.fill("#beam", "13")  # refused by the server: the page shows why
+        page.fill("#beam", "13")  # past the server's limit: the page says so
         page.click("#translate")
         page.wait_for_function("document.getElementById('error').textContent !== ''")
-        assert "beam_size must be between 1 and 12" in page.text_content("#error")
+        assert page.text_content("#error") == "The beam size must be a whole number from 1 to 12."
 
 
 @pytest.mark.slow
@@ -734,7 +734,7 @@ def test_the_web_page_clears_a_stale_translation_shows_an_empty_one_and_is_busy(
         page.click("#translate")
         page.wait_for_function("document.getElementById('error').textContent !== ''")
         assert page.text_content("#translation") == ""
-        assert page.text_content("#error").startswith("The server refused: beam_size must be")
+        assert page.text_content("#error").startswith("The beam size must be")
 
 
 @pytest.mark.slow
@@ -760,3 +760,127 @@ def test_the_web_page_says_when_the_server_is_unreachable_and_declines_huge_maps
         assert "3600 cells, too many to draw" in page.text_content(".map-declined")
         assert page.query_selector_all("#attention svg") == []
         assert page.text_content("#error") == ""
+
+
+def loaded_page(page, server: str) -> list[str]:
+    """Opens the page; the errors its console shows, as they come."""
+    errors = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.goto(server + "/")
+    page.wait_for_function("document.getElementById('model').options.length === 3")
+    return errors
+
+
+def error_after(page, text: str, beam: str = "5") -> str:
+    page.fill("#source", text)
+    page.fill("#beam", beam)
+    page.click("#translate")
+    page.wait_for_function("document.getElementById('error').textContent !== ''")
+    return page.text_content("#error")
+
+
+@pytest.mark.slow
+def test_the_web_page_says_what_it_cannot_send_in_words_for_a_person(server):
+    """Nothing to translate, a beam out of range, too many or too long lines (this server takes
+    8 lines of 200 characters): the page says so, counting lines from one, and sends nothing."""
+    with browser_page() as page:
+        loaded_page(page, server)
+        sent = []
+        page.on("request", lambda request: "/translate" in request.url and sent.append(request))
+        placeholder = page.get_attribute("#source", "placeholder")
+        assert "one sentence a line" in placeholder  # an instruction, not a sentence to translate
+        nothing = (
+            "There is nothing to translate: type or paste some text above, one sentence a line."
+        )
+        assert error_after(page, "") == nothing
+        assert error_after(page, " \n\t\n") == nothing
+        beam = "The beam size must be a whole number from 1 to 12."
+        assert error_after(page, "Ein Mann.", beam="13") == beam
+        assert error_after(page, "Ein Mann.", beam="2.5") == beam
+        assert error_after(page, "a\n" * 9) == (
+            "There are 9 lines; this server translates at most 8 at a time. Translate them in "
+            "parts."
+        )
+        assert error_after(page, "a\n" + "b" * 201) == (
+            "Line 2 has 201 characters; this server translates at most 200 in a line. Split it "
+            "into shorter sentences."
+        )
+        assert error_after(page, "b" * 201 + "\na\n" + "c" * 300).startswith(
+            "Lines 1 and 3 have more than 200 characters"
+        )
+        assert sent == []
+
+
+def refusing(status: int, error: str):
+    """A route handler answering as the server refuses, with a Retry-After of 7 s."""
+    headers = {"Retry-After": "7"}
+    return lambda route: route.fulfill(status=status, json={"error": error}, headers=headers)
+
+
+@pytest.mark.slow
+def test_the_web_page_says_a_busy_or_stopping_server_is_nobodys_fault(server):
+    """The server's refusals as the page tells them: a full queue, a timeout and a shutdown
+    are not the user's doing, and the API's `text[0]` is the text area's line 1."""
+    answers = [
+        (
+            503,
+            "model 'golden' has too many sentences waiting; try again in a moment",
+            "The server is busy with other requests, so nothing was translated. Try again in 7 "
+            "seconds.",
+        ),
+        (
+            503,
+            "not answered within this server's 30.0 s; try again",
+            "The server did not finish in time, so nothing was translated. Try again, or with "
+            "fewer or shorter lines.",
+        ),
+        (
+            503,
+            "the server is shutting down; try again when it is back",
+            "The server is shutting down, so nothing was translated. Try again when it is back.",
+        ),
+        (
+            422,
+            "text[0] has 1491 characters; this server takes at most 1000 per sentence",
+            "Not translated: Line 1 has 1491 characters; this server takes at most 1000 per "
+            "sentence.",
+        ),
+        (
+            500,
+            "decoding failed; the server's log says why",
+            "The translation failed on the server; its log says why.",
+        ),
+    ]
+    with browser_page() as page:
+        loaded_page(page, server)
+        for status, error, shown in answers:
+            page.route("**/translate", refusing(status, error))
+            assert error_after(page, "Ein Mann.") == shown
+            page.unroute("**/translate")
+
+
+@pytest.mark.slow
+def test_the_web_page_shows_truncation_prominently_and_its_console_stays_clean(server):
+    answer = {"model": "golden", "translations": ["a", "b", "c"], "truncated": [0, 2]}
+    with browser_page() as page:
+        errors = loaded_page(page, server)
+        page.fill("#source", "Ein Mann.")
+        page.click("#translate")
+        page.wait_for_function("document.getElementById('translation').textContent !== ''")
+        assert page.is_hidden("#warning")  # nothing was cut
+        page.route("**/translate", lambda route: route.fulfill(json=answer))
+        page.fill("#source", "x\ny\nz")
+        page.click("#translate")
+        page.wait_for_selector("#warning", state="visible")
+        warning = page.text_content("#warning")
+        assert "Lines 1 and 3 were longer than the model reads" in warning
+        style = page.evaluate(
+            """(() => { const s = getComputedStyle(document.getElementById('warning'));
+            return [s.backgroundColor, s.fontWeight, s.fontSize,
+                    getComputedStyle(document.body).fontSize]; })()"""
+        )
+        background, weight, size, body_size = style
+        assert background not in ("rgba(0, 0, 0, 0)", "transparent")  # a box, not grey text
+        assert int(weight) >= 600 and float(size[:-2]) >= float(body_size[:-2])
+        page.wait_for_timeout(500)  # a late favicon request would show by now
+    assert errors == []
