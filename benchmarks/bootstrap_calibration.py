@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import gzip
 import math
-import os
-import time
 
 import numpy as np
+from common import Table, multi30k_dir, timed
 
 from seq2seq.analysis.compare import SEED, metrics, p_value, resampled_scores
 
@@ -65,25 +64,28 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.1, help="words each copy replaces")
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args()
-    data = os.environ.get("SEQ2SEQ_DATA", "data/multi30k")
-    with gzip.open(f"{data}/test_2016_flickr.en.gz", "rt", encoding="utf-8") as handle:
+    path = multi30k_dir() / "test_2016_flickr.en.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
         references = [line.strip() for line in handle]
     rng = np.random.default_rng(args.seed)
-    start = time.perf_counter()
-    results = [trial(references, args, rng) for _ in range(args.trials)]
-    seconds = time.perf_counter() - start
+    results, taken = timed(lambda: [trial(references, args, rng) for _ in range(args.trials)])
     error = math.sqrt(LEVEL * (1 - LEVEL) / args.trials)
     print(
         f"{args.trials} trials of {args.sentences} sentences, {args.samples} resamples, drop "
-        f"{args.drop}, noise {args.noise}, seed {args.seed}; {seconds:.0f} s"
+        f"{args.drop}, noise {args.noise}, seed {args.seed}; {taken:.0f} s"
     )
     print(f"rejection rate at p < {LEVEL} (expected {LEVEL:.1%}, standard error {error:.1%})")
-    print(f"{'metric':<8}{'centred |d - mean d|':>22}{'sacreBLEU |d| - mean |d|':>26}")
+    table = Table(
+        ("metric", 8),
+        ("centred |d - mean d|", 22, ".1%"),
+        ("sacreBLEU |d| - mean |d|", 26, ".1%"),
+        separator="",
+    )
     for name in ("bleu", "chrf"):
         centred, sacrebleu = (
             np.mean([result[name][k] < LEVEL for result in results]) for k in (0, 1)
         )
-        print(f"{name:<8}{centred:>22.1%}{sacrebleu:>26.1%}")
+        table.row(name, centred, sacrebleu)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
+from common import Table, seconds, split_examples
 
-from seq2seq.data.dataset import load_split, numericalize
 from seq2seq.decode import DecodeSettings
 from seq2seq.export.load import load_export
 from seq2seq.export.requirement import ctranslate2
@@ -55,38 +54,37 @@ def main() -> None:
 
     ckpt = load_export(args.export, torch.device("cpu"))
     engine = ckpt.model
-    split = load_split(ckpt.config.data, "test", vocabs=(ckpt.src_vocab, ckpt.tgt_vocab))
-    examples = numericalize(split, ckpt.src_vocab, ckpt.tgt_vocab, ckpt.config.data)
+    _, examples = split_examples(ckpt.config.data, ckpt.vocabs, "test")
     settings = DecodeSettings(batch_size=128, beam_size=args.beam_size)
     print(
         f"{len(examples)} sentences of test2016, beam {args.beam_size}, {args.threads} threads, "
         f"{engine.translator.compute_type}"
     )
-    print(f"{'layout':<32} {'queued':<8} {'sent/s':>7}  {'passes':<16} {'one sentence ms':>15}")
+    table = Table(
+        ("layout", 32),
+        ("queued", 8),
+        ("sent/s", 7, ".1f"),
+        ("passes", 17),
+        ("one sentence ms", 15, ".2f"),
+    )
 
     for inter, intra in ((1, args.threads), (args.threads, 1)):
         translator = ctranslate2().Translator(
             str(args.export), device="cpu", inter_threads=inter, intra_threads=intra
         )
         engine.translator = translator
-        alone = []
-        for example in examples[:200]:
-            started = time.perf_counter()
-            engine.decode_examples([example], settings)
-            alone.append(1000 * (time.perf_counter() - started))
+        alone = [
+            1000 * seconds(lambda e=example: engine.decode_examples([e], settings))
+            for example in examples[:200]
+        ]
         layout = f"inter_threads {inter}, intra_threads {intra}"
         for queued, engine.translator in (("in turn", InTurn(translator)), ("at once", translator)):
-            rates = []
-            for _ in range(args.repeats):
-                started = time.perf_counter()
-                engine.decode_examples(examples, settings)
-                rates.append(len(examples) / (time.perf_counter() - started))
-            passes = ", ".join(f"{rate:.0f}" for rate in rates)
-            print(
-                f"{layout:<32} {queued:<8} {statistics.median(rates):>7.1f}  {passes:<16} "
-                f"{statistics.median(alone):>15.2f}",
-                flush=True,
-            )
+            rates = [
+                len(examples) / seconds(lambda: engine.decode_examples(examples, settings))
+                for _ in range(args.repeats)
+            ]
+            passes = " " + ", ".join(f"{rate:.0f}" for rate in rates)
+            table.row(layout, queued, statistics.median(rates), passes, statistics.median(alone))
 
 
 if __name__ == "__main__":

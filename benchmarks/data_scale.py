@@ -38,8 +38,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-MULTI30K = Path(os.environ.get("SEQ2SEQ_TEST_DATA", ROOT.parent / "shared" / "data" / "multi30k"))
+from common import ROOT, multi30k_dir
+
+MULTI30K = multi30k_dir()
 TUTORIAL = ROOT / "configs" / "tutorial.yaml"
 FIRST_STEP = "first training step at"
 

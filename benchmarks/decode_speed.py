@@ -23,21 +23,20 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from common import Table, median_seconds, split_examples, timed
 
 from seq2seq import checkpoint
-from seq2seq.data.dataset import load_split, numericalize
 from seq2seq.data.tokenizer import tokenizer_for
 from seq2seq.decode import DecodeSettings, decode_examples
 from seq2seq.evaluate import sacrebleu_scores
 from seq2seq.export.manifest import is_export
+from seq2seq.loader import load_ensemble
 
 
 @torch.inference_mode()
@@ -56,15 +55,6 @@ def tutorial_greedy(model, examples, sos: int, eos: int, max_output_length: int 
                 break
         outputs.append(tokens)
     return outputs
-
-
-def timed(function, repeats: int) -> float:
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
 
 
 def main() -> None:
@@ -96,18 +86,17 @@ def main() -> None:
 
     ckpt = checkpoint.load(args.run)
     model = ckpt.model.eval()
-    split = load_split(ckpt.config.data, args.split, vocabs=ckpt.vocabs)
-    examples = numericalize(split, ckpt.src_vocab, ckpt.tgt_vocab, ckpt.config.data)
+    split, examples = split_examples(ckpt.config.data, ckpt.vocabs, args.split)
     vocab, n = ckpt.tgt_vocab, len(examples)
     print(
         f"{n} sentences of {split.name}, {torch.get_num_threads()} threads, torch "
         f"{torch.__version__}"
     )
-
-    baseline = timed(
+    table = Table(("decoder", 40), ("sent/s", 8, ".1f"), ("x tutorial", 10, ".1f"))
+    baseline = median_seconds(
         lambda: tutorial_greedy(model, examples, vocab.sos, vocab.eos), args.baseline_repeats
     )
-    print(f"{'tutorial loop (greedy, 1 sentence)':40} {n / baseline:8.1f} sent/s   1.0x")
+    table.row("tutorial loop (greedy, 1 sentence)", n / baseline, 1.0)
     for beam in [1, *args.beams]:
         settings = DecodeSettings(
             batch_size=128,
@@ -115,7 +104,7 @@ def main() -> None:
             max_length_a=args.max_length_a,
             max_length_b=args.max_length_b,
         )
-        seconds = timed(
+        taken = median_seconds(
             lambda s=settings: decode_examples(
                 model,
                 examples,
@@ -128,13 +117,12 @@ def main() -> None:
             args.repeats,
         )
         name = "batched greedy" if beam == 1 else f"batched beam {beam}"
-        print(f"{name:40} {n / seconds:8.1f} sent/s {baseline / seconds:6.1f}x")
+        table.row(name, n / taken, baseline / taken)
 
 
 # CTranslate2 multiplies float32 matrices with oneDNN on CPUs that are not Intel's, unpacked,
-# and with MKL, packed, on Intel's. On the AMD EPYC these figures come from, oneDNN's float32
-# took 36 s where MKL's took 0.34 s (40 sentences, greedy); int8 was fastest on oneDNN (0.55 s
-# against 1.6 s). Each CTranslate2 engine runs on its fastest backend here.
+# and with MKL, packed, on Intel's. Which is faster for float32 depends on the CPU (docs/
+# export-measured.md); int8 runs on oneDNN. Set here: MKL for float32, oneDNN for int8.
 CT2_BACKENDS = {"float32": {"CT2_USE_MKL": "1"}, "int8": {}}
 
 
@@ -158,8 +146,11 @@ def compare_engines(args) -> None:
         f"torch {torch.__version__}; each row one process, one timed run",
         flush=True,
     )
-    header = f"{'engine':<22} {'beam':>4} {'sent/s':>7} {'tok/s':>7} {'RSS MB':>7}"
-    print(f"{header} {'(+model)':>8} {'BLEU':>6} {'= PyTorch':>9}")
+    table = Table(
+        *(("engine", 22), ("beam", 4, "d"), ("sent/s", 7, ".1f"), ("tok/s", 7, ".0f")),
+        *(("RSS MB", 7, ".0f"), ("(+model)", 8, ".0f"), ("BLEU", 6, ".2f")),
+        ("= PyTorch", 9, ".1%"),
+    )
     with tempfile.TemporaryDirectory() as scratch:
         models = engines(args.run, Path(scratch))
         for beam in (1, 5):
@@ -179,12 +170,10 @@ def compare_engines(args) -> None:
                 result = json.loads(out.read_text())
                 reference = reference or result["translations"]
                 same = sum(a == b for a, b in zip(reference, result["translations"], strict=True))
-                print(
-                    f"{name:<22} {beam:>4} {result['sentences_per_s']:>7.1f} "
-                    f"{result['tokens_per_s']:>7.0f} {result['peak_rss_mb']:>7.0f} "
-                    f"{result['model_rss_mb']:>8.0f} {result['bleu']:>6.2f} "
-                    f"{100 * same / len(reference):>8.1f}%",
-                    flush=True,
+                table.row(
+                    *(name, beam, result["sentences_per_s"], result["tokens_per_s"]),
+                    *(result["peak_rss_mb"], result["model_rss_mb"], result["bleu"]),
+                    same / len(reference),
                 )
 
 
@@ -195,10 +184,10 @@ def measure(run: str, quantize: str, beam: int, out: Path, args) -> None:
     # RSS after it is the model's and its decoding's.
     directory = Path(run) if is_export(run) else checkpoint.resolve(run)
     data = checkpoint.read_config(directory).data
-    split = load_split(data, args.split, vocabs=checkpoint.read_vocabs(directory, data))
+    vocabs = checkpoint.read_vocabs(directory, data)
+    split, examples = split_examples(data, vocabs, args.split, args.sentences)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    ckpt = checkpoint.load_ensemble([run], quantize=quantize)
-    examples = numericalize(split, ckpt.src_vocab, ckpt.tgt_vocab, data)[: args.sentences]
+    ckpt = load_ensemble([run], quantize=quantize)
     references = split.tgt_text[: args.sentences]
     vocab, tokenizer = ckpt.tgt_vocab, tokenizer_for(data, "tgt", ckpt.tgt_vocab)
     settings = DecodeSettings(
@@ -209,14 +198,14 @@ def measure(run: str, quantize: str, beam: int, out: Path, args) -> None:
     )
     options = {"sos": vocab.sos, "eos": vocab.eos, "pad": vocab.pad, "device": torch.device("cpu")}
     decode_examples(ckpt.model, examples[:16], settings=settings, **options)  # warm up
-    started = time.perf_counter()
-    found = decode_examples(ckpt.model, examples, settings=settings, **options)
-    seconds = time.perf_counter() - started
+    found, taken = timed(
+        lambda: decode_examples(ckpt.model, examples, settings=settings, **options)
+    )
     translations = [tokenizer.detokenize(vocab.decode(h[0].tokens)) for h in found]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
-        "sentences_per_s": len(examples) / seconds,
-        "tokens_per_s": sum(len(h[0].tokens) for h in found) / seconds,
+        "sentences_per_s": len(examples) / taken,
+        "tokens_per_s": sum(len(h[0].tokens) for h in found) / taken,
         "peak_rss_mb": peak,
         "model_rss_mb": peak - before,
         "bleu": sacrebleu_scores(translations, references, lowercase=tokenizer.lowercase)["bleu"],

@@ -16,17 +16,13 @@ tokens are the same, so the detokenizer joins both where spaCy splits hyphenated
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import spacy
+from common import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from seq2seq.data.corpus import data_dirs, find_file  # noqa: E402
-from seq2seq.data.lines import read_lines  # noqa: E402
-from seq2seq.data.tokenizer import Tokenizer  # noqa: E402
+from seq2seq.data.corpus import data_dirs, find_file
+from seq2seq.data.lines import read_lines
+from seq2seq.data.tokenizer import Tokenizer
 
 LANGS = ("en", "de", "fr", "cs")
 
@@ -56,8 +52,10 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=0, help="print N differing lines per language")
     args = parser.parse_args()
     dirs = data_dirs(args.data_dir)
-    print(
-        f"{'split':<18}{'lang':<6}{'lines':>7}{'unchanged':>11}{'share':>8}{'hyphens':>9}{'dashes':>8}"
+    table = Table(
+        *(("split", 18), ("lang", 6), ("lines", 7, "d"), ("unchanged", 11, "d")),
+        *(("share", 8, ".1%"), ("hyphens", 9, "d"), ("dashes", 8, "d")),
+        separator="",
     )
     for split in args.splits:
         for lang in LANGS:
@@ -69,10 +67,7 @@ def main() -> None:
             differ = roundtrip(lines, lang)
             same = len(lines) - len(differ)
             inside, spaced = dashes(lines, lang)
-            print(
-                f"{split:<18}{lang:<6}{len(lines):>7}{same:>11}{same / len(lines):>8.1%}"
-                f"{inside:>9}{spaced:>8}"
-            )
+            table.row(split, lang, len(lines), same, same / len(lines), inside, spaced)
             for original, back in differ[: args.show]:
                 print(f"    - {original}\n    + {back}")
 

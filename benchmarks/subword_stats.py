@@ -14,18 +14,15 @@ type and language (SentencePiece refuses a larger one).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from common import Table
 
-from seq2seq.config import ConfigError, DataConfig  # noqa: E402
-from seq2seq.data import subword  # noqa: E402
-from seq2seq.data.corpus import data_dirs, find_file  # noqa: E402
-from seq2seq.data.lines import read_lines  # noqa: E402
-from seq2seq.data.tokenizer import Tokenizer, processor, sentencepiece_input  # noqa: E402
+from seq2seq.config import ConfigError, DataConfig
+from seq2seq.data import subword
+from seq2seq.data.corpus import data_dirs, find_file
+from seq2seq.data.lines import read_lines
+from seq2seq.data.tokenizer import Tokenizer, processor, sentencepiece_input
 
 LANGS = ("de", "en")
 SPLITS = {"train": "train", "test_2016_flickr": "test16"}  # file prefix: column name
@@ -66,9 +63,13 @@ def main() -> None:
         for (split, lang), lines in text.items()
     }
     print(f"vocab_size {args.vocab_size}, {'cased' if args.cased else 'lowercased'}, raw text")
-    header = "".join(f"{f'{name} {lang}':>11}" for name in SPLITS.values() for lang in LANGS)
-    print(f"{'tokenizer':<22}{'train s':>8}{'vocab de':>10}{'vocab en':>10}{header}")
-    print(f"{'spacy tokens':<22}{'':>28}" + "".join(f"{v:>11.2f}" for v in spacy_lengths.values()))
+    pieces = [(f"{name} {lang}", 11, ".2f") for name in SPLITS.values() for lang in LANGS]
+    table = Table(
+        *(("tokenizer", 22), ("train s", 8, ".1f"), ("vocab de", 10, "d"), ("vocab en", 10, "d")),
+        *pieces,
+        separator="",
+    )
+    table.row("spacy tokens", "", "", "", *spacy_lengths.values())
     for model_type in ("unigram", "bpe"):
         for joint in (False, True):
             started = time.perf_counter()
@@ -98,10 +99,7 @@ def main() -> None:
                 for lang in LANGS
             ]
             name = f"{model_type}, {'joint' if joint else 'separate'}"
-            print(
-                f"{name:<22}{seconds:>8.1f}{len(vocabs['de']):>10}{len(vocabs['en']):>10}"
-                + "".join(f"{length:>11.2f}" for length in lengths)
-            )
+            table.row(name, seconds, len(vocabs["de"]), len(vocabs["en"]), *lengths)
 
 
 if __name__ == "__main__":

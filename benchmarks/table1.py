@@ -11,13 +11,14 @@ lowercased spaCy tokens, for every model and for the ensemble of the reversed mo
 from __future__ import annotations
 
 import argparse
-import time
+import functools
 
 import torch
+from common import Table, timed
 
-from seq2seq import checkpoint
 from seq2seq.decode import DecodeSettings
 from seq2seq.evaluate import evaluate_split
+from seq2seq.loader import load_ensemble
 
 
 def main() -> None:
@@ -33,23 +34,20 @@ def main() -> None:
     if len(args.reversed) > 1:
         rows.append((f"ensemble of {len(args.reversed)}, reversed", args.reversed))
     device = torch.device("cpu")
-    print(
-        "| model | beam | BLEU (sacreBLEU, detok., lc) | BLEU (spaCy tokens, lc) | "
-        "free-running PPL | seconds |"
+    table = Table(
+        *(("model", 0), ("beam", 0, "d"), ("BLEU (sacreBLEU, detok., lc)", 0, ".2f")),
+        *(("BLEU (spaCy tokens, lc)", 0, ".2f"), ("free-running PPL", 0, ".2f")),
+        ("seconds", 0, ".0f"),
+        markdown=True,
     )
-    print("| --- | --- | --- | --- | --- | --- |")
     for name, runs in rows:
-        ckpt = checkpoint.load_ensemble(runs, device)
+        ckpt = load_ensemble(runs, device)
         for beam in args.beams:
-            started = time.perf_counter()
-            result = evaluate_split(
-                ckpt, args.split, device=device, settings=DecodeSettings(beam_size=beam)
-            )
-            seconds = time.perf_counter() - started
-            print(
-                f"| {name} | {beam} | {result['bleu']:.2f} | {result['bleu_tokenized']:.2f} | "
-                f"{result['free_ppl']:.2f} | {seconds:.0f} |",
-                flush=True,
+            settings = DecodeSettings(beam_size=beam)
+            evaluate = functools.partial(evaluate_split, ckpt, args.split, device=device)
+            result, taken = timed(lambda s=settings, e=evaluate: e(settings=s))
+            table.row(
+                name, beam, result["bleu"], result["bleu_tokenized"], result["free_ppl"], taken
             )
 
 

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import torch
+from common import Table
 
 from seq2seq import checkpoint
 from seq2seq.evaluate import evaluate_split
@@ -41,11 +42,14 @@ def main() -> None:
     device = torch.device("cpu")
     for run in args.runs:
         reached: dict[float, tuple[int, float]] = {}
-        print(f"{run}: epoch, minutes, test BLEU (spaCy tokens), sacreBLEU")
+        print(f"{run}: test BLEU on spaCy tokens (the tutorial's) and sacreBLEU's")
+        table = Table(
+            ("epoch", 5, "d"), ("minutes", 7, ".1f"), ("BLEU", 6, ".2f"), ("sacreBLEU", 9, ".2f")
+        )
         for epoch, minutes, path in epochs(run):
             figures = evaluate_split(checkpoint.load(path), args.split, device=device)
             bleu = figures["bleu_tokenized"]
-            print(f"  {epoch:3d} {minutes:7.1f} {bleu:6.2f} {figures['bleu']:6.2f}", flush=True)
+            table.row(epoch, minutes, bleu, figures["bleu"])
             for target in args.targets:
                 if bleu >= target and target not in reached:
                     reached[target] = (epoch, minutes)

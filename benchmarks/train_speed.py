@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import random
 import resource
-import statistics
-import time
 
+import numpy as np
 import torch
+from common import Table, median_seconds, seconds, training_set
 
-from seq2seq.config import DataConfig, RecurrentConfig, TrainConfig
-from seq2seq.data.batching import bucket_batches, iterate, padding_share
-from seq2seq.data.dataset import build_vocabs, load_split, numericalize
+from seq2seq.config import RecurrentConfig, TrainConfig
+from seq2seq.data.batching import padding_share
 from seq2seq.data.vocab import model_sizes
 from seq2seq.models import build_model
 from seq2seq.training.optim import make_optimizer
@@ -51,9 +51,9 @@ def our_forward(model, src, src_lengths, tgt, teacher_forcing_ratio):
     return model(src, src_lengths, tgt, teacher_forcing_ratio)
 
 
-def train_steps(forward, model, batches, ratio, pad, precision):
-    """Seconds spent on full training steps (forward, loss, backward, clip, Adam): the
-    tutorial's plain Adam for its step, our trainer's optimizer for ours."""
+def train_steps(forward, model, batches, ratio, pad, precision) -> None:
+    """Full training steps (forward, loss, backward, clip, Adam): the tutorial's plain Adam for
+    its step, our trainer's optimizer for ours."""
     if forward is tutorial_forward:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     else:
@@ -65,7 +65,6 @@ def train_steps(forward, model, batches, ratio, pad, precision):
         else contextlib.nullcontext()
     )
     model.train()
-    started = time.perf_counter()
     for batch in batches:
         with autocast:
             logits = forward(model, batch.src, batch.src_lengths, batch.tgt, ratio)
@@ -74,19 +73,13 @@ def train_steps(forward, model, batches, ratio, pad, precision):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-    return time.perf_counter() - started
 
 
 def matmul_rate(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
     """FLOP/s of a size x size matrix product (median of repeats)."""
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        a @ b
-        seconds.append(time.perf_counter() - started)
-    return 2 * size**3 / statistics.median(seconds)
+    seconds(lambda: a @ b)  # warm up
+    return 2 * size**3 / median_seconds(lambda: a @ b, repeats)
 
 
 def flops_per_epoch(config: RecurrentConfig, src_tokens: int, tgt_tokens: int, vocab: int) -> float:
@@ -128,17 +121,15 @@ def main() -> None:
     torch.manual_seed(0)
     random.seed(0)
 
-    data = DataConfig()
-    train = load_split(data, "train")
-    src_vocab, tgt_vocab = build_vocabs(data, train)
-    examples = numericalize(train, src_vocab, tgt_vocab, data)
+    found = training_set()
+    src_vocab, tgt_vocab = found.src_vocab, found.tgt_vocab
+    lengths, epoch = found.corpus.lengths, found.epoch
     config = RecurrentConfig()
-    epoch = bucket_batches(examples, size=128, unit="sentences", rng=random.Random(0))
-    chosen = epoch if args.full_epoch else epoch[: args.warmup + args.batches]
-    batches = list(iterate(examples, chosen, src_vocab.pad, tgt_vocab.pad))
+    batches = found.batches(epoch if args.full_epoch else epoch[: args.warmup + args.batches])
     warm, timed = batches[: args.warmup], batches if args.full_epoch else batches[args.warmup :]
-    epoch_tgt = sum(len(e.tgt) - 1 for e in examples)
-    epoch_src = sum(len(e.src) for e in examples)
+    pairs = len(found.corpus)
+    epoch_tgt = int(lengths.tgt.sum()) - pairs  # every target token but <sos>
+    epoch_src = int(lengths.src.sum())
     timed_tokens = sum(b.num_target_tokens for b in timed)
 
     fp32, bf16 = matmul_rate(torch.float32), matmul_rate(torch.bfloat16)
@@ -146,8 +137,8 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"{len(epoch)} batches/epoch, {epoch_tgt} target tokens/epoch, padding "
-        f"{padding_share(examples, epoch):.1%} (bucketed) vs "
-        f"{padding_share(examples, _random_batches(len(examples))):.1%} (random batches)"
+        f"{padding_share(lengths, epoch):.1%} (bucketed) vs "
+        f"{padding_share(lengths, _random_batches(pairs)):.1%} (random batches)"
     )
     print(
         f"matmul 2048^2: {fp32 / 1e9:.0f} GFLOP/s float32, {bf16 / 1e9:.0f} GFLOP/s bfloat16; "
@@ -159,9 +150,10 @@ def main() -> None:
         + (" (a full epoch)" if args.full_epoch else f" after {len(warm)} warm-up batches")
         + (f", median of {args.repeats} runs" if args.repeats > 1 else "")
     )
-    print(
-        f"{'implementation':32} {'tf':>4} {'precision':>9} {'tok/s':>8} {'s/epoch':>8} "
-        f"{'x floor':>8} {'speed-up':>8} {'peak RSS':>9}"
+    table = Table(
+        *(("implementation", 32), ("tf", 4, ".2f"), ("precision", 9, "s"), ("tok/s", 8, ".0f")),
+        *(("s/epoch", 8, ".0f"), ("x floor", 8, ".2f"), ("speed-up", 8, ".2f")),
+        ("peak RSS GiB", 12, ".2f"),
     )
     runs = (
         [] if args.skip_baseline else [("tutorial step", tutorial_forward, "float32", warm, timed)]
@@ -170,8 +162,7 @@ def main() -> None:
     if args.random_batches:
         # The same number of batches drawn at random (as the tutorial's loader), to isolate
         # what bucketing gives.
-        shuffled = _random_batches(len(examples))[: args.warmup + len(timed)]
-        drawn = list(iterate(examples, shuffled, src_vocab.pad, tgt_vocab.pad))
+        drawn = found.batches(_random_batches(pairs)[: args.warmup + len(timed)])
         runs.append(
             (
                 "seq2seq, random batches",
@@ -188,24 +179,20 @@ def main() -> None:
             random.seed(0)
             model = build_model(config, **model_sizes(src_vocab, tgt_vocab))
             train_steps(forward, model, warm_set, ratio, tgt_vocab.pad, precision)
-            seconds = statistics.median(
-                train_steps(forward, model, timed_set, ratio, tgt_vocab.pad, precision)
-                for _ in range(args.repeats)
-            )
-            rate = sum(b.num_target_tokens for b in timed_set) / seconds
-            epoch_seconds = seconds if args.full_epoch else epoch_tgt / rate
+            steps = (forward, model, timed_set, ratio, tgt_vocab.pad, precision)
+            taken = median_seconds(functools.partial(train_steps, *steps), args.repeats)
+            rate = sum(b.num_target_tokens for b in timed_set) / taken
+            epoch_seconds = taken if args.full_epoch else epoch_tgt / rate
             floor = flops / (bf16 if precision == "bfloat16" else fp32)
             baseline = baseline or rate
-            print(
-                f"{name:32} {ratio:4.2f} {precision:>9} {rate:8.0f} {epoch_seconds:8.0f} "
-                f"{epoch_seconds / floor:8.2f} {rate / baseline:7.2f}x "
-                f"{peak_rss_gib():8.2f}G",
-                flush=True,
+            table.row(
+                *(name, ratio, precision, rate, epoch_seconds, epoch_seconds / floor),
+                *(rate / baseline, peak_rss_gib()),
             )
 
 
-def _random_batches(n: int) -> list[list[int]]:
-    order = list(range(n))
+def _random_batches(n: int) -> list[np.ndarray]:
+    order = np.arange(n)
     random.Random(0).shuffle(order)
     return [order[i : i + 128] for i in range(0, n, 128)]
 

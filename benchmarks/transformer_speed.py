@@ -13,19 +13,17 @@ and reports target tokens per second (median of --repeats) and where our step's 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
-import random
 import statistics
-import time
 
 import torch
+from common import Table, seconds, split_examples, timed, training_set
 from torch import nn
 from torch.nn.attention import SDPBackend
 
 from seq2seq import checkpoint
-from seq2seq.config import DataConfig, TransformerConfig
-from seq2seq.data.batching import bucket_batches, iterate
-from seq2seq.data.dataset import build_vocabs, load_split, numericalize
+from seq2seq.config import TransformerConfig
 from seq2seq.data.vocab import model_sizes
 from seq2seq.decode import DecodeSettings, decode_examples
 from seq2seq.device import autocast
@@ -76,11 +74,10 @@ class Reference(nn.Module):
         return self.output(out)
 
 
-def train_seconds(model, batches, pad: int, precision: str) -> float:
+def train_steps(model, batches, pad: int, precision: str) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     model.train()
     device = torch.device("cpu")
-    started = time.perf_counter()
     for batch in batches:
         with autocast(precision, device):
             logits = model(batch.src, batch.src_lengths, batch.tgt)
@@ -90,7 +87,6 @@ def train_seconds(model, batches, pad: int, precision: str) -> float:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return time.perf_counter() - started
 
 
 def profile_step(model, batch, pad: int, precision: str) -> None:
@@ -98,23 +94,19 @@ def profile_step(model, batch, pad: int, precision: str) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        train_seconds(model, [batch], pad, precision)
+        train_steps(model, [batch], pad, precision)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 def train_main(args) -> None:
     if args.cpu_attention == "flash":  # what PyTorch would pick, to compare with our choice
         transformer._CPU_BACKENDS = [SDPBackend.FLASH_ATTENTION]
-    data = DataConfig()
-    split = load_split(data, "train")
-    src_vocab, tgt_vocab = build_vocabs(data, split)
-    examples = numericalize(split, src_vocab, tgt_vocab, data)
+    found = training_set()
+    src_vocab, tgt_vocab = found.src_vocab, found.tgt_vocab
     config = TransformerConfig(
         d_model=args.d_model, heads=8, ff_size=args.ff_size, dropout=0.1, pre_norm=args.pre_norm
     )
-    order = bucket_batches(examples, size=128, unit="sentences", rng=random.Random(0))
-    chosen = order[: args.warmup + args.batches]
-    batches = list(iterate(examples, chosen, src_vocab.pad, tgt_vocab.pad))
+    batches = found.batches(found.epoch[: args.warmup + args.batches])
     warm, timed = batches[: args.warmup], batches[args.warmup :]
     tokens = sum(b.num_target_tokens for b in timed)
     torch.manual_seed(0)
@@ -129,36 +121,35 @@ def train_main(args) -> None:
     rates: dict[str, list[float]] = {"nn.Transformer reference": [], "seq2seq Transformer": []}
     models = {"nn.Transformer reference": reference, "seq2seq Transformer": ours}
     for model in models.values():
-        train_seconds(model, warm, tgt_vocab.pad, args.precision)
+        train_steps(model, warm, tgt_vocab.pad, args.precision)
     for _ in range(args.repeats):  # alternate, so that machine noise hits both alike
         for name, model in models.items():
-            rates[name].append(tokens / train_seconds(model, timed, tgt_vocab.pad, args.precision))
+            steps = functools.partial(train_steps, model, timed, tgt_vocab.pad, args.precision)
+            rates[name].append(tokens / seconds(steps))
     base = statistics.median(rates["nn.Transformer reference"])
+    table = Table(("implementation", 28), ("target tok/s", 12, ".0f"), ("x reference", 11, ".2f"))
     for name, values in rates.items():
         rate = statistics.median(values)
-        print(f"{name:28} {rate:8.0f} target tok/s  {rate / base:5.2f}x")
+        table.row(name, rate, rate / base)
     if args.profile:
         profile_step(ours, timed[0], tgt_vocab.pad, args.precision)
 
 
 def decode_main(args) -> None:
     ckpt = checkpoint.load(args.run)
-    data = ckpt.config.data
-    split = load_split(data, "test")
-    examples = numericalize(split, ckpt.src_vocab, ckpt.tgt_vocab, data)[: args.sentences]
+    _, examples = split_examples(ckpt.config.data, ckpt.vocabs, "test", args.sentences)
     vocab = ckpt.tgt_vocab
     settings = DecodeSettings(beam_size=args.beam_size, batch_size=args.batch_size)
     ways = {"cache": ckpt.model, "recompute prefix": PrefixRecomputation(ckpt.model).eval()}
-    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    taken: dict[str, list[float]] = {name: [] for name in ways}
     outputs = {}
-    for _ in range(args.repeats):
+    options = {"sos": vocab.sos, "eos": vocab.eos, "pad": vocab.pad, "settings": settings}
+    options["device"] = torch.device("cpu")
+    for _ in range(args.repeats):  # alternate, so that machine noise hits both alike
         for name, model in ways.items():
-            started = time.perf_counter()
-            outputs[name] = decode_examples(
-                model, examples, sos=vocab.sos, eos=vocab.eos, pad=vocab.pad,
-                device=torch.device("cpu"), settings=settings,
-            )  # fmt: skip
-            seconds[name].append(time.perf_counter() - started)
+            decode = functools.partial(decode_examples, model, examples, **options)
+            outputs[name], spent = timed(decode)
+            taken[name].append(spent)
     same = [h[0].tokens for h in outputs["cache"]] == [
         h[0].tokens for h in outputs["recompute prefix"]
     ]
@@ -166,10 +157,11 @@ def decode_main(args) -> None:
         f"{ckpt.path}: {len(examples)} test2016 sentences, beam {args.beam_size}, "
         f"{torch.get_num_threads()} threads, median of {args.repeats}; identical output: {same}"
     )
-    base = len(examples) / statistics.median(seconds["recompute prefix"])
-    for name, values in seconds.items():
+    base = len(examples) / statistics.median(taken["recompute prefix"])
+    table = Table(("search", 18), ("sentences/s", 11, ".1f"), ("x recompute", 11, ".2f"))
+    for name, values in taken.items():
         rate = len(examples) / statistics.median(values)
-        print(f"{name:18} {rate:8.1f} sentences/s  {rate / base:5.2f}x")
+        table.row(name, rate, rate / base)
 
 
 def main() -> None:
