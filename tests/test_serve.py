@@ -824,7 +824,7 @@ def test_the_web_page_says_a_busy_or_stopping_server_is_nobodys_fault(server):
     answers = [
         (
             503,
-            "model 'golden' has too many sentences waiting; try again in a moment",
+            "this client has too many sentences waiting for model 'golden'; try again soon",
             "The server is busy with other requests, so nothing was translated. Try again in 7 "
             "seconds.",
         ),

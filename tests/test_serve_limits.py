@@ -64,7 +64,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_every_request_an_answer()
         refused = ask(url, ["one too many"])
         gate.set()
         assert refused.status_code == 503
-        assert "too many sentences waiting" in refused.json()["error"]
+        assert "this client has too many sentences waiting" in refused.json()["error"]
         assert 1 <= int(refused.headers["Retry-After"]) <= 60
         answers = [first.result(timeout=30), *(f.result(timeout=30) for f in queued)]
     assert [a.status_code for a in answers] == [200] * 4

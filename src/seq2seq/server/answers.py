@@ -21,7 +21,7 @@ def unavailable(error: Exception, name: str, settings: ServerSettings) -> JSONRe
     if isinstance(error, Refusal):
         return JSONResponse({"error": str(error)}, status_code=error.status)
     if isinstance(error, QueueFull):
-        message = f"model {name!r} has too many sentences waiting; try again in a moment"
+        message = f"this client has too many sentences waiting for model {name!r}; try again soon"
         retry = error.retry_after
     elif isinstance(error, ShuttingDown):
         message, retry = "the server is shutting down; try again when it is back", 5

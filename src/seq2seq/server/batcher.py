@@ -36,7 +36,8 @@ Decode = Callable[[Hashable, list[str]], list[Any]]
 
 
 class QueueFull(Exception):
-    """The model's queue holds too many sentences; `retry_after` seconds should drain it."""
+    """The client's share of the model's queue is full; `retry_after` seconds should drain
+    it."""
 
     def __init__(self, retry_after: int):
         super().__init__(retry_after)
