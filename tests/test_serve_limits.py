@@ -388,6 +388,9 @@ def test_past_the_grace_time_a_long_decode_stops_at_its_next_step():
     assert answer.status_code == 503
     assert slow.steps < 100
     assert slow.last_step - stopped < 0.3 + 0.2
+    slow.seconds = 0.0
+    with serving(models, settings) as (url, _):  # served again, the model decodes again
+        assert ask(url, ["Ein Mann."]).status_code == 200
 
 
 @pytest.mark.slow

@@ -91,6 +91,7 @@ class Batcher:
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
+        self.stopping.clear()  # its model may have been served, and stopped, before
         self._task = asyncio.get_running_loop().create_task(self._serve())
 
     async def stop(self) -> None:
