@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
     from seq2seq.config import DataConfig
     from seq2seq.data.batching import Batch
-    from seq2seq.data.dataset import Example, Split
+    from seq2seq.data.examples import Example
     from seq2seq.data.setup import TrainCorpus
+    from seq2seq.data.splits import Split
     from seq2seq.data.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +75,7 @@ def split_examples(
 ) -> tuple[Split, list[Example]]:
     """Split `name` (test, val, ...) and its first `limit` examples, as a checkpoint with
     these vocabularies reads them."""
-    from seq2seq.data.dataset import load_split, numericalize
+    from seq2seq.data.splits import load_split, numericalize
 
     split = load_split(data, name, vocabs=vocabs)
     return split, numericalize(split, *vocabs, data)[:limit]

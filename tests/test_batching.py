@@ -6,10 +6,10 @@ import random
 
 import numpy as np
 import pytest
+import reference_pipeline as reference
 import torch
 
 from seq2seq.config import DataConfig
-from seq2seq.data import dataset
 from seq2seq.data.batching import (
     POOL_BATCHES,
     bucket_batches,
@@ -18,7 +18,8 @@ from seq2seq.data.batching import (
     padding_share,
     sorted_batches,
 )
-from seq2seq.data.dataset import Example
+from seq2seq.data.examples import Example
+from seq2seq.data.splits import numericalize
 
 SOS, EOS, PAD = 2, 3, 1
 
@@ -55,9 +56,9 @@ def multi30k_train(multi30k_dir) -> list[Example]:
     """Multi30k train, numericalized with the tutorial's settings (built once per session)."""
     if "train" not in _MULTI30K:
         config = DataConfig(dir=str(multi30k_dir))
-        train = dataset.load_split(config, "train")
-        src_vocab, tgt_vocab = dataset.build_vocabs(config, train)
-        _MULTI30K["train"] = dataset.numericalize(train, src_vocab, tgt_vocab, config)
+        train = reference.load_split(config, "train")
+        src_vocab, tgt_vocab = reference.build_vocabs(config, train)
+        _MULTI30K["train"] = numericalize(train, src_vocab, tgt_vocab, config)
     return _MULTI30K["train"]
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from toy_models import EOS, PAD, SOS, TGT_VOCAB, padded, random_model, sentences
 
-from seq2seq.data.dataset import Example
+from seq2seq.data.examples import Example
 from seq2seq.decode import DecodeSettings, decode_examples, score_examples
 from seq2seq.search import Hypothesis, beam_search, greedy_search, length_penalty
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq.config import DataConfig
-from seq2seq.data import dataset
+from seq2seq.data import splits
 from seq2seq.data.corpus import data_dirs, locate_split, read_parallel
 from seq2seq.errors import DataError
 
@@ -40,7 +40,7 @@ def test_missing_files_name_the_files_and_every_folder_searched(tmp_path, monkey
     monkeypatch.setenv("SEQ2SEQ_CACHE", str(cache))
     config = DataConfig(corpus="files", dir=str(configured))
     with pytest.raises(DataError) as error:
-        dataset.load_split(config, "train")
+        splits.load_split(config, "train")
     message = str(error.value)
     assert "train.de[.gz] and train.en[.gz]" in message
     for directory in (configured, from_env, cache / "multi30k"):
@@ -81,7 +81,7 @@ def test_lookup_order_is_data_dir_then_env_then_cache(tmp_path, monkeypatch, pri
     monkeypatch.setenv("SEQ2SEQ_DATA", str(from_env))
 
     def found(config: DataConfig) -> str:
-        return dataset.load_split(config, "train").tgt_text[0]
+        return splits.load_split(config, "train").tgt_text[0]
 
     assert found(DataConfig(corpus="files", dir=str(configured))) == "from configured"
     assert found(DataConfig(corpus="files")) == "from env"
@@ -106,13 +106,13 @@ def test_files_corpus_with_a_custom_prefix(tmp_path, private_cache):
     config = DataConfig(
         corpus="files", dir=str(tmp_path), src_lang="fr", tgt_lang="en", valid="europarl/dev"
     )
-    split = dataset.load_split(config, "valid")
+    split = splits.load_split(config, "valid")
     assert split.name == "europarl/dev"
     assert split.src_path == tmp_path / "europarl" / "dev.fr.gz"
     assert split.src_tokens == [["le", "chat", "a", "mangé", "."], ["un", "chien", "court", "."]]
     assert split.tgt_tokens == [["the", "cat", "ate", "."], ["a", "dog", "runs", "."]]
     # Any name that is not train/valid/val/test is a prefix of its own.
-    assert dataset.load_split(config, "europarl/dev") == split
+    assert splits.load_split(config, "europarl/dev") == split
 
 
 # Reading a split: line counts, empty files and empty lines.
@@ -130,7 +130,7 @@ def test_latin1_file_is_refused_at_the_first_bad_line(tmp_path):
     _write(tmp_path / "latin1.de", "Ein Hund.\nZwei Katzen.\nGrüße\n".encode("latin-1"))
     _write(tmp_path / "latin1.en", b"A dog.\nTwo cats.\nGreetings\n")
     with pytest.raises(DataError, match=r"latin1\.de line 3 is not valid UTF-8"):
-        dataset.load_split(DataConfig(corpus="files", dir=str(tmp_path)), "latin1")
+        splits.load_split(DataConfig(corpus="files", dir=str(tmp_path)), "latin1")
 
 
 def test_invalid_utf8_in_the_target_file_is_refused(tmp_path):
@@ -190,10 +190,10 @@ def test_only_the_training_split_skips_pairs_with_an_empty_side(tmp_path, privat
     for prefix in ("train", "test_2016_flickr", "val"):
         _pair(tmp_path, b"Ein Hund.\n\nZwei.\n", b"A dog.\nLost.\n\n", prefix=prefix)
     config = DataConfig(corpus="files", dir=str(tmp_path))
-    train = dataset.load_split(config, "train")
+    train = splits.load_split(config, "train")
     assert train.src_text == ["Ein Hund."]
     for name in ("test", "val"):
-        split = dataset.load_split(config, name)
+        split = splits.load_split(config, name)
         assert split.src_text == ["Ein Hund.", "", "Zwei."]
         assert split.tgt_text == ["A dog.", "Lost.", ""]
         assert split.src_tokens == [["ein", "hund", "."], [], ["zwei", "."]]

@@ -18,7 +18,7 @@ import torch
 from conftest import MULTI30K, assert_error, cli, isolated
 
 from seq2seq import checkpoint, loader
-from seq2seq.data.dataset import encode_source
+from seq2seq.data.examples import encode_source
 from seq2seq.decode import DecodeSettings
 from seq2seq.translate import Translator
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq.config import DataConfig
-from seq2seq.data import dataset
+from seq2seq.data import splits
 from seq2seq.data.corpus import data_dirs, locate_split, multi30k_checksums
 from seq2seq.errors import DataError
 
@@ -83,7 +83,7 @@ def test_missing_multi30k_is_downloaded_into_the_cache(multi30k_dir, cache, monk
 def test_load_split_downloads_what_it_needs(multi30k_dir, cache, monkeypatch):
     with _serve(multi30k_dir) as server:
         _use_server(monkeypatch, server)
-        split = dataset.load_split(DataConfig(), "val")
+        split = splits.load_split(DataConfig(), "val")
     assert sorted(server.requested) == ["/val.de.gz", "/val.en.gz"]
     assert len(split.src_text) == 1014
     with gzip.open(multi30k_dir / "val.en.gz", "rt", encoding="utf-8") as handle:

@@ -13,7 +13,7 @@ import torch
 from toy_models import EOS, PAD, SOS, random_model, sentences
 
 import seq2seq
-from seq2seq.data.dataset import Example
+from seq2seq.data.examples import Example
 from seq2seq.decode import DecodeSettings, best_translations, decode_examples
 from seq2seq.models.ensemble import Ensemble
 from seq2seq.search import Hypothesis, beam_search, greedy_search

@@ -13,7 +13,7 @@ from toy_models import EOS, PAD, SOS, SRC_VOCAB, TGT_VOCAB, random_model
 
 from seq2seq import checkpoint, loader
 from seq2seq.config import Config, RecurrentConfig
-from seq2seq.data.dataset import Example
+from seq2seq.data.examples import Example
 from seq2seq.data.vocab import SPECIALS, Vocab, model_sizes
 from seq2seq.decode import score_examples
 from seq2seq.errors import CheckpointError

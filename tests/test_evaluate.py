@@ -15,7 +15,7 @@ from conftest import ROOT, cli
 from sacrebleu.metrics import BLEU, CHRF
 from toy_models import EOS, PAD, SOS, random_model
 
-from seq2seq.data.dataset import Example
+from seq2seq.data.examples import Example
 from seq2seq.decode import DecodeSettings, decode_examples, score_examples
 from seq2seq.evaluate import corpus_loss, sacrebleu_scores
 from seq2seq.search import Hypothesis, length_penalty

@@ -20,7 +20,7 @@ from conftest import assert_error, cli
 import seq2seq
 from seq2seq import checkpoint, loader
 from seq2seq.config import Config, DataConfig, RecurrentConfig, TransformerConfig
-from seq2seq.data.dataset import Example
+from seq2seq.data.examples import Example
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import SPECIALS, Vocab, model_sizes
 from seq2seq.evaluate import evaluate_examples

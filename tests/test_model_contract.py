@@ -28,7 +28,7 @@ from tiny_models import (
 from seq2seq import checkpoint
 from seq2seq.config import MODEL_CONFIGS, Config
 from seq2seq.data.batching import collate
-from seq2seq.data.dataset import Example
+from seq2seq.data.examples import Example
 from seq2seq.data.vocab import SPECIALS, Vocab
 from seq2seq.models import REGISTRY
 from seq2seq.search import Hypothesis, beam_search, greedy_search

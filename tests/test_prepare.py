@@ -23,7 +23,7 @@ from seq2seq.config import ConfigError, DataConfig, load_config
 from seq2seq.data import ids as ids_module
 from seq2seq.data import prepare as prepare_module
 from seq2seq.data import reading
-from seq2seq.data.dataset import load_split
+from seq2seq.data.splits import load_split
 from seq2seq.data.prepare import prepare, prepared_path
 from seq2seq.data.prepared import open_prepared
 from seq2seq.data.sampling import epoch_order

@@ -15,14 +15,15 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import reference_pipeline as reference
 from conftest import CONFIGS, MULTI30K, ROOT
 
 from seq2seq.config import DataConfig, load_config
-from seq2seq.data import dataset
 from seq2seq.data.batching import bucket_batches, collate
 from seq2seq.data.prepare import prepare
 from seq2seq.data.prepared import MANIFEST, PreparedError, open_prepared
 from seq2seq.data.sampling import epoch_order
+from seq2seq.data.splits import numericalize
 from seq2seq.training import Trainer
 from seq2seq.training.step import token_losses
 
@@ -50,9 +51,9 @@ def test_prepared_training_equals_the_in_memory_path(corpus_dir, tmp_path):
     overrides += ["train.precision=float32", "train.batch_size=16", "data.max_length=12"]
     config = load_config(CONFIGS / "tiny.yaml", overrides)
     trainer = Trainer(config)
-    split = dataset.load_split(config.data, "train")
-    vocabs = dataset.build_vocabs(config.data, split)
-    examples = dataset.numericalize(split, *vocabs, config.data, limit=config.data.train_limit)
+    split = reference.load_split(config.data, "train")
+    vocabs = reference.build_vocabs(config.data, split)
+    examples = numericalize(split, *vocabs, config.data, limit=config.data.train_limit)
     assert (trainer.data.src_vocab, trainer.data.tgt_vocab) == vocabs
 
     expected = bucket_batches(examples, size=16, unit="sentences", rng=random.Random(3))

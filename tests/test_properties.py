@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from seq2seq import checkpoint
 from seq2seq.data.batching import bucket_batches, sorted_batches
-from seq2seq.data.dataset import Example
+from seq2seq.data.examples import Example
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import SPECIALS, UNK, Vocab
 from seq2seq.decode import DecodeSettings

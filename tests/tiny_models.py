@@ -11,7 +11,7 @@ import torch
 
 from seq2seq.config import MODEL_CONFIGS
 from seq2seq.data.batching import collate
-from seq2seq.data.dataset import Example
+from seq2seq.data.examples import Example
 from seq2seq.data.vocab import SPECIALS, Vocab, model_sizes
 from seq2seq.models import REGISTRY, build_model
 

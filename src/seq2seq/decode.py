@@ -15,7 +15,7 @@ import torch
 
 from seq2seq.config import TrainConfig
 from seq2seq.data.batching import Batch, iterate, sorted_batches
-from seq2seq.data.dataset import Example
+from seq2seq.data.examples import Example
 from seq2seq.errors import Seq2SeqError
 from seq2seq.search import (
     MAX_LENGTH,

@@ -18,7 +18,7 @@ import math
 import torch
 from sacrebleu.metrics import BLEU, CHRF
 
-from seq2seq.data.dataset import Example
+from seq2seq.data.examples import Example
 from seq2seq.data.tokenizer import SentencePieceTokenizer, Tokenizer, tokenizer_for
 from seq2seq.data.vocab import Vocab
 from seq2seq.decode import DecodeSettings, best_translations, length_batches
@@ -153,7 +153,7 @@ def evaluate_split(
 ) -> dict:
     """Every figure for one split of the checkpoint's corpus, decoded with the checkpoint's
     length rule unless `settings` gives one."""
-    from seq2seq.data.dataset import load_split, numericalize
+    from seq2seq.data.splits import load_split, numericalize
 
     data = ckpt.config.data
     split = load_split(data, split_name, data_dir, vocabs=ckpt.vocabs)

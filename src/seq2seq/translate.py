@@ -8,7 +8,7 @@ import logging
 import torch
 
 from seq2seq.checkpoint import Checkpoint
-from seq2seq.data.dataset import Example, encode_source, encode_target
+from seq2seq.data.examples import Example, encode_source, encode_target
 from seq2seq.data.tokenizer import tokenizer_for
 from seq2seq.decode import DecodeSettings, decode_examples, score_examples
 from seq2seq.search import Hypothesis

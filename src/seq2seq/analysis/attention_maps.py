@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from seq2seq.analysis.plot import check_figure_output, new_figure, save_figure
-from seq2seq.data.dataset import Example, encode_source, encode_target
+from seq2seq.data.examples import Example, encode_source, encode_target
 from seq2seq.data.vocab import EOS, SOS
 from seq2seq.decode import length_batches
 from seq2seq.errors import ParameterError, Seq2SeqError

@@ -197,7 +197,7 @@ def length_frequency(
     data_dir: str | None = None,
 ) -> list[RunBuckets]:
     """`seq2seq analysis`: decode `split` with each run, bucket, draw to `output` if given."""
-    from seq2seq.data.dataset import load_split
+    from seq2seq.data.splits import load_split
     from seq2seq.evaluate import evaluate_split
     from seq2seq.loader import load_ensemble
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from sacrebleu.metrics import BLEU, CHRF
 
-from seq2seq.data.dataset import load_split
+from seq2seq.data.splits import load_split
 from seq2seq.decode import DecodeSettings
 from seq2seq.errors import ParameterError, Seq2SeqError
 from seq2seq.evaluate import evaluate_split

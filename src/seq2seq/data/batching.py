@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from seq2seq.data.dataset import Example
+from seq2seq.data.examples import Example
 from seq2seq.data.sampling import shuffled_range
 
 POOL_BATCHES = 50

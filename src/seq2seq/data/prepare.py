@@ -29,7 +29,6 @@ import sentencepiece
 
 from seq2seq.config import DataConfig
 from seq2seq.data.corpus import SplitFiles, cache_dir, data_dirs, locate
-from seq2seq.data.dataset import train_cached
 from seq2seq.data.filters import REASONS, Filters, FilterState
 from seq2seq.data.ids import Provisional, SideWriter
 from seq2seq.data.prepared import (
@@ -43,6 +42,7 @@ from seq2seq.data.prepared import (
     save_vocab,
 )
 from seq2seq.data.reading import read_chunks
+from seq2seq.data.subword import train_cached
 from seq2seq.data.tokenizer import spacy_version
 from seq2seq.data.vocab import Vocab
 from seq2seq.data.workers import (
@@ -300,8 +300,8 @@ class PartReader:
 
 def _subword_vocabs(data: DataConfig, inputs, folder: Path, workers: int) -> tuple[Vocab, Vocab]:
     """SentencePiece models trained (or found in the cache) on the first `data.train_limit`
-    pairs with text on both sides of each training corpus, as `dataset.load_split` trains them
-    on one, their text streamed to files in `folder` first."""
+    pairs with text on both sides of each training corpus, their text streamed to files in
+    `folder` first."""
     settings = WorkerSettings(
         tokenizer="spacy" if data.sp_pretokenize else "none",  # spaCy words, or the text
         langs=(data.src_lang, data.tgt_lang),

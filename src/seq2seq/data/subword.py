@@ -11,13 +11,21 @@ give the same model, byte for byte.
 from __future__ import annotations
 
 import io
+import logging
 import re
+from collections.abc import Iterable
 
 import sentencepiece
 
-from seq2seq.config import ConfigError
+from seq2seq.config import ConfigError, DataConfig
+from seq2seq.data.corpus import cache_dir
 from seq2seq.data.tokenizer import processor
 from seq2seq.data.vocab import EOS, PAD, SOS, UNK, Vocab
+from seq2seq.writing import write_cache
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
 
 SEED = 1234
 
@@ -89,3 +97,26 @@ def cache_key(*, model_type: str, vocab_size: int) -> str:
     """Everything a model depends on besides its text, for the model cache."""
     options = ",".join(f"{key}={value}" for key, value in sorted(OPTIONS.items()))
     return f"{model_type}|{vocab_size}|{SEED}|{options}|{sentencepiece.__version__}"
+
+
+def train_cached(config: DataConfig, digest, lines: Iterable[str], name: str, count: int) -> Vocab:
+    """The SentencePiece vocabulary of `count` lines, trained or read from the cache; `digest`
+    is the SHA-256 of the lines joined by newlines, which keys the cache."""
+    settings = {"model_type": config.sp_model_type, "vocab_size": config.vocab_size}
+    digest.update(f"{CACHE_FORMAT}|{cache_key(**settings)}".encode())
+    cache_file = cache_dir() / "subword" / f"{digest.hexdigest()[:32]}.model"
+    if cache_file.is_file():
+        try:
+            return subword_vocab(cache_file.read_bytes())
+        except (OSError, ValueError):
+            pass  # A damaged cache entry is trained again below.
+    log.info(
+        "training a SentencePiece %s model of %d pieces on %d lines of %s (cached for later runs)",
+        config.sp_model_type,
+        config.vocab_size,
+        count,
+        name,
+    )
+    model = train(lines, **settings, name=name)
+    write_cache(cache_file, model)
+    return subword_vocab(model)

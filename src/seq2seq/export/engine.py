@@ -22,7 +22,7 @@ from collections import defaultdict
 
 import torch
 
-from seq2seq.data.dataset import Example
+from seq2seq.data.examples import Example
 from seq2seq.data.vocab import Vocab
 from seq2seq.decode import DecodeSettings
 from seq2seq.errors import ParameterError
