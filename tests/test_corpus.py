@@ -10,7 +10,8 @@ import pytest
 
 from seq2seq.config import DataConfig
 from seq2seq.data import splits
-from seq2seq.data.corpus import data_dirs, locate_split, read_parallel
+from seq2seq.data.corpus import SplitFiles, data_dirs, locate_split
+from seq2seq.data.reading import read_split
 from seq2seq.errors import DataError
 
 
@@ -18,6 +19,10 @@ def _write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
     return path
+
+
+def read_parallel(src: Path, tgt: Path, *, skip_empty: bool):
+    return read_split(SplitFiles(src, tgt), skip_empty=skip_empty)
 
 
 def _pair(directory: Path, src: bytes, tgt: bytes, prefix: str = "train") -> tuple[Path, Path]:
@@ -157,7 +162,7 @@ def test_pairs_with_an_empty_side_are_skipped_for_training_and_kept_otherwise(tm
     src_lines = ["Ein Hund.", "", "Zwei Katzen.", "Drei.", "  \t", "Vier."]
     tgt_lines = ["A dog.", "Lost.", "Two cats.", " ", "Also lost.", "Four."]
     src, tgt = _pair(tmp_path, "\n".join(src_lines).encode(), "\n".join(tgt_lines).encode())
-    with caplog.at_level(logging.INFO, logger="seq2seq.data.corpus"):
+    with caplog.at_level(logging.INFO, logger="seq2seq.data.reading"):
         skipped = read_parallel(src, tgt, skip_empty=True)
         kept = read_parallel(src, tgt, skip_empty=False)
     assert skipped.src == ["Ein Hund.", "Zwei Katzen.", "Vier."]
@@ -174,7 +179,7 @@ def test_pairs_with_an_empty_side_are_skipped_for_training_and_kept_otherwise(tm
 
 def test_no_warning_when_every_pair_has_text(tmp_path, caplog):
     src, tgt = _pair(tmp_path, b"a\nb\n", b"x\ny\n")
-    with caplog.at_level(logging.WARNING, logger="seq2seq.data.corpus"):
+    with caplog.at_level(logging.WARNING, logger="seq2seq.data.reading"):
         assert read_parallel(src, tgt, skip_empty=True).tgt == ["x", "y"]
     assert caplog.records == []
 

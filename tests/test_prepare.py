@@ -171,6 +171,7 @@ def test_a_side_whose_model_cannot_train_is_one_line_from_the_workers(tmp_path):
         ({"train.de": "a\nb\n"}, ["cannot find train.de[.gz] and train.en[.gz]"]),
         ({"train.de": "a\nb\nc\n", "train.en": "x\ny\n"}, ["train.de has 3 lines", "has 2"]),
         ({"train.de": "", "train.en": ""}, ["train.de is empty"]),
+        ({"train.de": "", "train.en": "x\n"}, ["train.de is empty"]),
     ],
 )
 def test_bad_input_is_one_line_naming_the_file(tmp_path, files, fragments):

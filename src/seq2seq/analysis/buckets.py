@@ -175,13 +175,13 @@ def table(result: RunBuckets) -> list[str]:
 def training_sources(config, data_dir: str | None) -> list[str]:
     """The source side of every training corpus of the run's config, as raw text (tab-separated
     corpora and held-out parts read as training reads them)."""
-    from seq2seq.data.corpus import data_dirs, locate, read_split
+    from seq2seq.data.corpus import data_dirs, locate
+    from seq2seq.data.reading import read_split
 
-    prefixes = [config.train] if isinstance(config.train, str) else list(config.train)
     dirs = data_dirs(data_dir or config.dir)
     return [
         sentence
-        for prefix in prefixes
+        for prefix in config.train_corpora
         for sentence in read_split(locate(config, prefix, dirs, "train"), skip_empty=True).src
     ]
 

@@ -22,7 +22,7 @@ def ineffective(config: Any, written: dict) -> list[str]:
                 f"{dotted}={spell(_value(config, dotted))} (it applies with "
                 f"{rule.applies} only; here {rule.applies.other}={spell(other)})"
             )
-    corpora = 1 if isinstance(config.data.train, str) else len(config.data.train)
+    corpora = len(config.data.train_corpora)
     if "train_weights" in (written.get("data") or {}) and corpora == 1:
         found.append("data.train_weights (it applies with several corpora in data.train only)")
     return found

@@ -151,11 +151,16 @@ class DataConfig:
         False, "Preparation drops exact repeats of an earlier training pair (both sides)."
     )
 
+    @property
+    def train_corpora(self) -> tuple[str, ...]:
+        """`data.train` as a tuple: one prefix per training corpus."""
+        return (self.train,) if isinstance(self.train, str) else self.train
+
     def problems(self) -> list[str]:
         problems = []
         if self.src_lang == self.tgt_lang:
             problems.append(f"data.src_lang and data.tgt_lang are both {self.src_lang!r}")
-        prefixes = (self.train,) if isinstance(self.train, str) else self.train
+        prefixes = self.train_corpora
         if self.train_weights is not None and len(self.train_weights) != len(prefixes):
             problems.append(
                 f"data.train_weights has {len(self.train_weights)} weights for "

@@ -1,4 +1,4 @@
-"""Reading parallel corpora: finding the files, checking them, and fetching Multi30k.
+"""Where a split's files are: finding them, and fetching Multi30k when they are missing.
 
 A split is a path prefix; its files are `{prefix}.{lang}` or `{prefix}.{lang}.gz`, or with
 `data.columns` one tab-separated file, `{prefix}.tsv` or `{prefix}.txt` (or either `.gz`).
@@ -9,7 +9,6 @@ the SHA-256 sums shipped in `multi30k.sha256`.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -18,17 +17,14 @@ from pathlib import Path
 from seq2seq.config import DataConfig
 from seq2seq.data.columns import Columns
 from seq2seq.data.holdout import Holdout, Part
-from seq2seq.data.lines import read_lines
 from seq2seq.errors import DataError
-
-log = logging.getLogger(__name__)
 
 # The dataset's public repository; SEQ2SEQ_MULTI30K_URL points elsewhere (a mirror, a test server).
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
 
 
 def cache_dir() -> Path:
-    """The user cache for downloaded data and prepared (tokenized) corpora."""
+    """The user cache: downloaded data, prepared corpora, tokens and subword models."""
     if "SEQ2SEQ_CACHE" in os.environ:
         return Path(os.environ["SEQ2SEQ_CACHE"])
     import pooch
@@ -45,16 +41,6 @@ def data_dirs(configured: str | None) -> list[Path]:
         dirs.append(Path(os.environ["SEQ2SEQ_DATA"]).expanduser())
     dirs.append(cache_dir() / "multi30k")
     return dirs
-
-
-@dataclass(frozen=True)
-class ParallelText:
-    """Aligned sentence pairs of one split, as raw (untokenized) text."""
-
-    src: list[str]
-    tgt: list[str]
-    src_path: Path
-    tgt_path: Path
 
 
 TSV_SUFFIXES = (".tsv", ".tsv.gz", ".txt", ".txt.gz")
@@ -168,51 +154,3 @@ def download_multi30k(filename: str) -> Path:
     except ValueError as error:  # pooch's hash mismatch
         raise DataError(f"downloaded {filename} is corrupt: {error}") from None
     return Path(path)
-
-
-def read_parallel(src_path: Path, tgt_path: Path, *, skip_empty: bool) -> ParallelText:
-    """Two aligned files' pairs, as `read_split` reads them."""
-    return read_split(SplitFiles(src_path, tgt_path), skip_empty=skip_empty)
-
-
-def read_split(files: SplitFiles, *, skip_empty: bool) -> ParallelText:
-    """Read a split's pairs. Pairs with an empty side are skipped (and the skip logged) with
-    `skip_empty`, for training; otherwise every line is kept, so an evaluation counts every
-    reference, and an empty source translates to an empty line."""
-    src = read_lines(files.src_path)
-    tgt = None if files.columns else read_lines(files.tgt_path)
-    if not src:
-        raise DataError(f"{files.src_path} is empty; a corpus file needs one sentence per line")
-    if tgt is not None and len(src) != len(tgt):
-        raise DataError(
-            f"{files.src_path} has {len(src)} lines but {files.tgt_path} has {len(tgt)}; "
-            f"the files of a split must be line-aligned"
-        )
-    src, tgt, numbers = files.pairs(src, tgt)
-    if not src:
-        raise DataError(
-            f"the {files.holdout.part} part of {files} holds no pair; give data.holdout a "
-            f"larger share for it"
-        )
-    pairs = enumerate(zip(src, tgt, strict=True))
-    empty = [i for i, (s, t) in pairs if not (s.strip() and t.strip())]
-    if len(empty) == len(src):
-        raise DataError(f"{files} hold no pair with text on both sides")
-    if empty and skip_empty:
-        log.warning(
-            "skipped %d sentence pairs with an empty side in %s (first at line %d)",
-            len(empty),
-            files,
-            numbers[empty[0]],
-        )
-        skip = set(empty)
-        src = [line for i, line in enumerate(src) if i not in skip]
-        tgt = [line for i, line in enumerate(tgt) if i not in skip]
-    elif empty:
-        log.info(
-            "%d sentence pairs in %s have an empty side (first at line %d); all are kept",
-            len(empty),
-            files,
-            numbers[empty[0]],
-        )
-    return ParallelText(src, tgt, files.src_path, files.tgt_path)

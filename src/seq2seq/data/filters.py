@@ -13,6 +13,12 @@ from seq2seq.config import DataConfig
 REASONS = ("empty", "too_long", "length_ratio", "duplicate")
 
 
+def empty_sides(src: list[str], tgt: list[str]) -> np.ndarray:
+    """For each pair, whether a side has no text (nothing, or only white space)."""
+    pairs = zip(src, tgt, strict=True)
+    return np.fromiter((not (s.strip() and t.strip()) for s, t in pairs), bool, len(src))
+
+
 @dataclass(frozen=True)
 class Filters:
     """Which pairs preparation drops; each field is a `data.*` key's value."""

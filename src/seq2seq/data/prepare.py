@@ -60,10 +60,6 @@ from seq2seq.writing import write_cache
 log = logging.getLogger(__name__)
 
 
-def train_prefixes(data: DataConfig) -> tuple[str, ...]:
-    return (data.train,) if isinstance(data.train, str) else data.train
-
-
 def prepared_path(data: DataConfig) -> Path:
     """Where the config's prepared training corpus is (or will be)."""
     inputs = _inputs(data)
@@ -141,7 +137,7 @@ def _write_error(error: OSError, folder: Path) -> DataError:
 def _inputs(data: DataConfig) -> list[tuple[str, SplitFiles]]:
     """Each training corpus's prefix and files (with `data.holdout`, its training part)."""
     dirs = data_dirs(data.dir)
-    return [(prefix, locate(data, prefix, dirs, "train")) for prefix in train_prefixes(data)]
+    return [(prefix, locate(data, prefix, dirs, "train")) for prefix in data.train_corpora]
 
 
 def _settings(data: DataConfig) -> dict:
@@ -162,7 +158,7 @@ def _settings(data: DataConfig) -> dict:
         settings["columns"] = data.columns
     if data.holdout is not None:
         settings.update(holdout=data.holdout, holdout_by=data.holdout_by or data.src_lang)
-    if data.train_limit is not None and len(train_prefixes(data)) > 1:
+    if data.train_limit is not None and len(data.train_corpora) > 1:
         # The limit counts each corpus's pairs; folders whose limit counted the corpora
         # together (and could leave one out) were prepared under the same settings otherwise.
         settings["train_limit_counts"] = "each corpus"

@@ -1,8 +1,10 @@
-"""Reading a parallel corpus in aligned chunks of lines, never the whole of it at once.
+"""Reading a split's pairs: the one reader of corpus files, in aligned chunks of lines.
 
 A chunk holds the raw bytes of the same lines of both files (or of the one tab-separated file);
 decoding (and the error naming the file and line for bad UTF-8 or a line with other fields)
-happens where the chunk is tokenized, in a worker process.
+happens where the chunk is tokenized, in a worker process. Preparation streams the training
+corpora chunk by chunk, never holding the whole of one; `read_split` reads a split whole,
+for evaluation, from the same chunks.
 """
 
 from __future__ import annotations
@@ -10,14 +12,18 @@ from __future__ import annotations
 import contextlib
 import gzip
 import itertools
+import logging
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from seq2seq.data.corpus import SplitFiles
+from seq2seq.data.filters import empty_sides
 from seq2seq.data.lines import split_lines
 from seq2seq.errors import DataError
+
+log = logging.getLogger(__name__)
 
 CHUNK_LINES = 8192
 
@@ -32,14 +38,61 @@ class Chunk:
     tgt: bytes | None
     files: SplitFiles
 
-    def pairs(self) -> tuple[list[str], list[str]]:
-        """The chunk's pairs (those of the held-out part the files name, if one), decoded; bad
-        UTF-8 or a line with other fields stops with an error naming its file and line."""
+    def pairs(self) -> tuple[list[str], list[str], list[int]]:
+        """The chunk's pairs (those of the held-out part the files name, if one), decoded, and
+        each pair's line number; bad UTF-8 or a line with other fields stops with an error
+        naming its file and line."""
         files, first = self.files, self.first_line
         src = split_lines(self.src, str(files.src_path), first)
         tgt = None if self.tgt is None else split_lines(self.tgt, str(files.tgt_path), first)
-        src, tgt, _ = files.pairs(src, tgt, first)
-        return src, tgt
+        return files.pairs(src, tgt, first)
+
+
+@dataclass(frozen=True)
+class ParallelText:
+    """Aligned sentence pairs of one split, as raw (untokenized) text."""
+
+    src: list[str]
+    tgt: list[str]
+    src_path: Path
+    tgt_path: Path
+
+
+def read_split(files: SplitFiles, *, skip_empty: bool) -> ParallelText:
+    """A split's pairs, read whole. Pairs with an empty side are skipped (and the skip logged)
+    with `skip_empty`, as the training corpora are; otherwise every line is kept, so an
+    evaluation counts every reference, and an empty source translates to an empty line."""
+    src, tgt, numbers = [], [], []
+    for chunk in read_chunks(files):
+        pairs = chunk.pairs()
+        for whole, part in zip((src, tgt, numbers), pairs, strict=True):
+            whole.extend(part)
+    if not src:
+        raise DataError(
+            f"the {files.holdout.part} part of {files} holds no pair; give data.holdout a "
+            f"larger share for it"
+        )
+    empty = empty_sides(src, tgt).nonzero()[0].tolist()
+    if len(empty) == len(src):
+        raise DataError(f"{files} hold no pair with text on both sides")
+    if empty and skip_empty:
+        log.warning(
+            "skipped %d sentence pairs with an empty side in %s (first at line %d)",
+            len(empty),
+            files,
+            numbers[empty[0]],
+        )
+        skip = set(empty)
+        src = [line for i, line in enumerate(src) if i not in skip]
+        tgt = [line for i, line in enumerate(tgt) if i not in skip]
+    elif empty:
+        log.info(
+            "%d sentence pairs in %s have an empty side (first at line %d); all are kept",
+            len(empty),
+            files,
+            numbers[empty[0]],
+        )
+    return ParallelText(src, tgt, files.src_path, files.tgt_path)
 
 
 def read_chunks(files: SplitFiles, lines: int = CHUNK_LINES) -> Iterator[Chunk]:
@@ -54,11 +107,11 @@ def read_chunks(files: SplitFiles, lines: int = CHUNK_LINES) -> Iterator[Chunk]:
         while True:
             src_lines = _take(src, lines, src_path)
             tgt_lines = _take(tgt, lines, tgt_path)
+            if first == 1 and not src_lines:
+                _empty(src_path)
             if len(src_lines) != len(tgt_lines):
                 _misaligned(src_path, tgt_path, first, src_lines, tgt_lines, src, tgt)
             if not src_lines:
-                if first == 1:
-                    _empty(src_path)
                 return
             yield Chunk(first, b"".join(src_lines), b"".join(tgt_lines), files)
             first += len(src_lines)

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seq2seq.config import DataConfig
-from seq2seq.data.corpus import cache_dir, data_dirs, locate, read_split
+from seq2seq.data.corpus import cache_dir, data_dirs, locate
 from seq2seq.data.examples import Example, encode_source, encode_target
 from seq2seq.data.holdout import Part
+from seq2seq.data.reading import read_split
 from seq2seq.data.subword import CACHE_FORMAT
 from seq2seq.data.tokenizer import SentencePieceTokenizer, Tokenizer, tokenizer_for
 from seq2seq.data.vocab import Vocab
@@ -51,15 +52,14 @@ def split_prefix(config: DataConfig, name: str) -> str:
     three are in the training corpus); anything else is a prefix."""
     if config.holdout is not None and name in PARTS:
         name = "train"
-    if name == "train" and not isinstance(config.train, str):
-        if len(config.train) > 1:
-            raise DataError(
-                f"data.train lists {len(config.train)} corpora ({', '.join(config.train)}); "
-                f"name one of them as the split"
-            )
-        return config.train[0]
+    corpora = config.train_corpora
+    if name == "train" and len(corpora) > 1:
+        raise DataError(
+            f"data.train lists {len(corpora)} corpora ({', '.join(corpora)}); "
+            f"name one of them as the split"
+        )
     aliases = {
-        "train": config.train,
+        "train": corpora[0],
         "valid": config.valid,
         "val": config.valid,
         "test": config.test,

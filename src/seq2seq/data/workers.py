@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 
+from seq2seq.data.filters import empty_sides
 from seq2seq.data.reading import Chunk
 from seq2seq.data.tokenizer import SentencePieceTokenizer, Tokenizer, sentencepiece_input
 
@@ -85,10 +86,8 @@ def _start(settings: WorkerSettings, ignore_interrupts: bool) -> None:
 def tokenize_chunk(chunk: Chunk) -> ChunkIds:
     """The ids of a chunk's lines, both sides."""
     settings = _state["settings"]
-    src, tgt = chunk.pairs()
-    empty = np.array(
-        [not (s.strip() and t.strip()) for s, t in zip(src, tgt, strict=True)], dtype=bool
-    )
+    src, tgt, _ = chunk.pairs()
+    empty = empty_sides(src, tgt)
     digests = None
     if settings.digests:
         digests = np.array([_digest(s, t) for s, t in zip(src, tgt, strict=True)], dtype=np.uint64)
@@ -103,10 +102,8 @@ def subword_text_chunk(chunk: Chunk) -> tuple[list[str], list[str], np.ndarray]:
     """What SentencePiece trains on, for a chunk: each side's prepared text and the pairs with
     an empty side."""
     settings = _state["settings"]
-    src, tgt = chunk.pairs()
-    empty = np.array(
-        [not (s.strip() and t.strip()) for s, t in zip(src, tgt, strict=True)], dtype=bool
-    )
+    src, tgt, _ = chunk.pairs()
+    empty = empty_sides(src, tgt)
     prepared = []
     for tokenizer, lines in zip(_state["tokenizers"], (src, tgt), strict=True):
         words = tokenizer.tokenize_many(lines) if settings.sp_pretokenize else None
