@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from seq2seq.config import DataConfig
     from seq2seq.data.batching import Batch
     from seq2seq.data.examples import Example
-    from seq2seq.data.setup import TrainCorpus
     from seq2seq.data.splits import Split
+    from seq2seq.data.train_data import TrainCorpus
     from seq2seq.data.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def training_set(data: DataConfig | None = None, batch_size: int = 128) -> Train
     batches of `batch_size` sentences drawn with seed 0."""
     from seq2seq.config import DataConfig
     from seq2seq.data.batching import bucket_batches
-    from seq2seq.data.setup import training_data
+    from seq2seq.data.train_data import training_data
 
     found = training_data(data or DataConfig())
     lengths = found.train.lengths

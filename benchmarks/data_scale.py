@@ -131,8 +131,8 @@ def tile(workdir: Path, small: int, size: int) -> dict:
 
     os.environ["SEQ2SEQ_CACHE"] = str(workdir / "cache")
     from seq2seq.config import load_config
+    from seq2seq.data.mapped import MANIFEST, SIDES, offset_dtype, open_prepared
     from seq2seq.data.prepare import file_digest, prepared_path
-    from seq2seq.data.prepared import MANIFEST, SIDES, offset_dtype, open_prepared
 
     repeats, source, folder = size // small, workdir / f"corpus-{small}", workdir / f"corpus-{size}"
     big_data = load_config(TUTORIAL, data_overrides(folder, "spacy")).data

@@ -20,8 +20,8 @@ import argparse
 import spacy
 from common import Table
 
-from seq2seq.data.corpus import data_dirs, find_file
-from seq2seq.data.lines import read_lines
+from seq2seq.data.files import data_dirs, find_file
+from seq2seq.data.reading import read_lines
 from seq2seq.data.tokenizer import Tokenizer
 
 LANGS = ("en", "de", "fr", "cs")

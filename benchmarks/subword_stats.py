@@ -20,8 +20,8 @@ from common import Table
 
 from seq2seq.config import ConfigError, DataConfig
 from seq2seq.data import subword
-from seq2seq.data.corpus import data_dirs, find_file
-from seq2seq.data.lines import read_lines
+from seq2seq.data.files import data_dirs, find_file
+from seq2seq.data.reading import read_lines
 from seq2seq.data.tokenizer import Tokenizer, processor, sentencepiece_input
 
 LANGS = ("de", "en")

@@ -9,7 +9,7 @@ import hashlib
 
 from seq2seq.config import DataConfig
 from seq2seq.data import splits
-from seq2seq.data.corpus import data_dirs, locate
+from seq2seq.data.files import data_dirs, locate
 from seq2seq.data.reading import ParallelText, read_split
 from seq2seq.data.subword import train_cached
 from seq2seq.data.tokenizer import Tokenizer, sentencepiece_input

@@ -10,7 +10,7 @@ import pytest
 
 from seq2seq.config import DataConfig
 from seq2seq.data import splits
-from seq2seq.data.corpus import SplitFiles, data_dirs, locate_split
+from seq2seq.data.files import SplitFiles, data_dirs, locate_split
 from seq2seq.data.reading import read_split
 from seq2seq.errors import DataError
 

@@ -15,7 +15,7 @@ import pytest
 
 from seq2seq.config import DataConfig
 from seq2seq.data import splits
-from seq2seq.data.corpus import data_dirs, locate_split, multi30k_checksums
+from seq2seq.data.files import data_dirs, locate_split, multi30k_checksums
 from seq2seq.errors import DataError
 
 

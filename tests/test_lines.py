@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, cli
 
-from seq2seq.data.lines import read_lines, read_stdin
+from seq2seq.data.reading import read_lines, read_stdin
 from seq2seq.errors import DataError
 
 

@@ -20,13 +20,12 @@ import pytest
 from conftest import CONFIGS, MULTI30K, ROOT, cli
 
 from seq2seq.config import ConfigError, DataConfig, load_config
-from seq2seq.data import ids as ids_module
+from seq2seq.data import id_files, reading
 from seq2seq.data import prepare as prepare_module
-from seq2seq.data import reading
-from seq2seq.data.splits import load_split
+from seq2seq.data.mapped import open_prepared
 from seq2seq.data.prepare import prepare, prepared_path
-from seq2seq.data.prepared import open_prepared
 from seq2seq.data.sampling import epoch_order
+from seq2seq.data.splits import load_split
 from seq2seq.errors import DataError
 
 
@@ -206,7 +205,7 @@ def test_an_interrupted_preparation_leaves_nothing_and_a_rerun_prepares(
 ):
     write(tmp_path / "data", "train", multi30k(300, "de"), multi30k(300, "en"))
     monkeypatch.setattr(prepare_module, "read_chunks", _small_chunks)
-    real, calls = ids_module.SideWriter.add, []
+    real, calls = id_files.SideWriter.add, []
 
     def add(self, *args):
         calls.append(1)
@@ -214,14 +213,14 @@ def test_an_interrupted_preparation_leaves_nothing_and_a_rerun_prepares(
             raise interruption
         real(self, *args)
 
-    monkeypatch.setattr(ids_module.SideWriter, "add", add)
+    monkeypatch.setattr(id_files.SideWriter, "add", add)
     expected = DataError if isinstance(interruption, OSError) else KeyboardInterrupt
     with pytest.raises(expected) as error:
         prepare(config(tmp_path / "data"))
     if expected is DataError:
         assert "no space left on the device" in str(error.value)
     assert _folders(tmp_path) == []
-    monkeypatch.setattr(ids_module.SideWriter, "add", real)
+    monkeypatch.setattr(id_files.SideWriter, "add", real)
     assert len(prepare(config(tmp_path / "data"))) == 300
 
 

@@ -20,8 +20,8 @@ from conftest import CONFIGS, MULTI30K, ROOT
 
 from seq2seq.config import DataConfig, load_config
 from seq2seq.data.batching import bucket_batches, collate
+from seq2seq.data.mapped import MANIFEST, PreparedError, open_prepared
 from seq2seq.data.prepare import prepare
-from seq2seq.data.prepared import MANIFEST, PreparedError, open_prepared
 from seq2seq.data.sampling import epoch_order
 from seq2seq.data.splits import numericalize
 from seq2seq.training import Trainer
@@ -142,7 +142,7 @@ SHARED = textwrap.dedent(
     import json, os, sys
     import torch.distributed as dist
     from seq2seq.config import DataConfig
-    from seq2seq.data.setup import shared_prepared
+    from seq2seq.data.train_data import shared_prepared
     dist.init_process_group("gloo")
     corpus = shared_prepared(DataConfig(corpus="files", dir=sys.argv[1], num_workers=1))
     ids = os.path.realpath(corpus.path / "src.ids")

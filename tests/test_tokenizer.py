@@ -8,7 +8,7 @@ import pytest
 
 from seq2seq.config import DataConfig
 from seq2seq.data.examples import encode_source, encode_target
-from seq2seq.data.lines import read_lines
+from seq2seq.data.reading import read_lines
 from seq2seq.data.splits import Split, numericalize
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import Vocab

@@ -175,7 +175,7 @@ def table(result: RunBuckets) -> list[str]:
 def training_sources(config, data_dir: str | None) -> list[str]:
     """The source side of every training corpus of the run's config, as raw text (tab-separated
     corpora and held-out parts read as training reads them)."""
-    from seq2seq.data.corpus import data_dirs, locate
+    from seq2seq.data.files import data_dirs, locate
     from seq2seq.data.reading import read_split
 
     dirs = data_dirs(data_dir or config.dir)

@@ -21,7 +21,7 @@ import torch
 
 from seq2seq.analysis.plot import figure_format, new_figure, save_figure
 from seq2seq.data.examples import Example, encode_source, encode_target
-from seq2seq.data.lines import read_lines
+from seq2seq.data.reading import read_lines
 from seq2seq.data.tokenizer import tokenizer_for
 from seq2seq.decode import length_batches
 from seq2seq.device import pick_device

@@ -16,7 +16,7 @@ def add(commands) -> None:
 
 
 def run(args) -> int:
-    from seq2seq.data.lines import read_lines
+    from seq2seq.data.reading import read_lines
     from seq2seq.translate import Translator
 
     settings, on = common.decoding_settings(args), common.device(args)

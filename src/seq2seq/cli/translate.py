@@ -70,7 +70,7 @@ def run(args) -> int:
 
 
 def _input_lines(args) -> list[str]:
-    from seq2seq.data.lines import read_lines, read_stdin
+    from seq2seq.data.reading import read_lines, read_stdin
 
     if args.sentences and args.input:
         raise Seq2SeqError("give sentences as arguments or --input FILE, not both")

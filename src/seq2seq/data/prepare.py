@@ -1,5 +1,5 @@
 """Preparing the training corpora once: tokenized in parallel, filtered, counted, written as a
-prepared corpus (data/prepared.py) that every later run maps instead of reading text.
+prepared corpus (data/mapped.py) that every later run maps instead of reading text.
 
 The input streams through a pool of `data.num_workers` processes in chunks of lines; this
 process keeps only running counts, the pairs' lengths and one chunk's ids at a time. spaCy's
@@ -28,10 +28,10 @@ import numpy as np
 import sentencepiece
 
 from seq2seq.config import DataConfig
-from seq2seq.data.corpus import SplitFiles, cache_dir, data_dirs, locate
+from seq2seq.data.files import SplitFiles, cache_dir, data_dirs, locate
 from seq2seq.data.filters import REASONS, Filters, FilterState
-from seq2seq.data.ids import Provisional, SideWriter
-from seq2seq.data.prepared import (
+from seq2seq.data.id_files import Provisional, SideWriter
+from seq2seq.data.mapped import (
     FORMAT_VERSION,
     MANIFEST,
     SIDES,

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seq2seq.config import DataConfig
-from seq2seq.data.corpus import cache_dir, data_dirs, locate
 from seq2seq.data.examples import Example, encode_source, encode_target
+from seq2seq.data.files import cache_dir, data_dirs, locate
 from seq2seq.data.holdout import Part
 from seq2seq.data.reading import read_split
 from seq2seq.data.subword import CACHE_FORMAT

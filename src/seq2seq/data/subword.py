@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import sentencepiece
 
 from seq2seq.config import ConfigError, DataConfig
-from seq2seq.data.corpus import cache_dir
+from seq2seq.data.files import cache_dir
 from seq2seq.data.tokenizer import processor
 from seq2seq.data.vocab import EOS, PAD, SOS, UNK, Vocab
 from seq2seq.writing import write_cache

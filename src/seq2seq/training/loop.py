@@ -26,7 +26,7 @@ from tqdm import tqdm
 from seq2seq import distributed
 from seq2seq.config import Config
 from seq2seq.data.batching import Batch, bucket_batches, collate, padding_share
-from seq2seq.data.setup import training_data
+from seq2seq.data.train_data import training_data
 from seq2seq.data.vocab import model_sizes
 from seq2seq.decode import DecodeSettings
 from seq2seq.device import autocast, fixed_scale, grad_scaler, pick_device, pick_precision
@@ -111,7 +111,7 @@ class Trainer:
     def train(self) -> dict:
         distributed.barrier()  # every process has checked the run directory before it changes
         if distributed.is_main():
-            rundir.prepare(self.config)
+            rundir.create(self.config)
         train = self.config.train
         batches = self.data.train.batch_count(train.batch_size, train.batch_unit)
         log.info(

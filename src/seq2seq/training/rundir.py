@@ -53,7 +53,7 @@ def holds_checkpoint(run_dir: Path) -> bool:
     return False
 
 
-def prepare(config: Config) -> None:
+def create(config: Config) -> None:
     """Make the directory and write the effective config; with overwrite=true (not resuming),
     the replaced run goes, all of it."""
     run_dir = writing.make_dirs(config.run_dir)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from seq2seq.config import DataConfig
-from seq2seq.data.prepared import SIDES, id_dtype, length_dtype, offset_dtype
+from seq2seq.data.mapped import SIDES, id_dtype, length_dtype, offset_dtype
 from seq2seq.data.vocab import Vocab
 
 REMAP_CHUNK = 1 << 22  # ids remapped at a time in the second pass

@@ -15,8 +15,8 @@ from seq2seq import distributed
 from seq2seq.config import DataConfig
 from seq2seq.data.batching import Lengths, bucket_batches
 from seq2seq.data.examples import Example, frame
+from seq2seq.data.mapped import PreparedCorpus, length_dtype, open_prepared
 from seq2seq.data.prepare import prepare, prepared_path
-from seq2seq.data.prepared import PreparedCorpus, length_dtype, open_prepared
 from seq2seq.data.sampling import epoch_order
 from seq2seq.data.splits import load_split, numericalize
 from seq2seq.data.tokenizer import SentencePieceTokenizer, Tokenizer, tokenizer_for
