@@ -1,4 +1,4 @@
-"""The run directory: checked before anything changes, prepared by process 0, and the
+"""The run directory: checked before anything changes, created by process 0, and the
 checkpoints saved into it.
 
     runs/NAME/config.yaml     the effective config
