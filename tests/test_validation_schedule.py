@@ -53,3 +53,14 @@ def test_patience_counts_from_the_first_epoch_with_bleu(corpus, tmp_path):
 def test_a_metric_that_would_never_be_measured_is_refused(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_config(None, [f"output_dir={tmp_path}", *overrides])
+
+
+def test_a_run_may_resume_with_another_validation_schedule(corpus, one_epoch, tmp_path):
+    import shutil
+
+    shutil.copytree(one_epoch, tmp_path / one_epoch.name)
+    overrides = ("train.epochs=2", "resume=true", "train.free_running_validation=false")
+    with isolated(tmp_path / "cache"):
+        run = train(tiny(corpus, tmp_path, *overrides, "train.bleu_from_epoch=2"))
+    assert [record["epoch"] for record in records(run)] == [1, 2]
+    assert records(run)[-1]["val_free_loss"] is None

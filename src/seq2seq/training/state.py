@@ -53,6 +53,8 @@ RESUMABLE_CHANGES = {
     "output_dir",
     "model.cpu_fast_path",
     "train.tensorboard",
+    "train.bleu_from_epoch",  # what validation measures, never what is trained
+    "train.free_running_validation",
 }
 
 # The data keys that a run reads besides its prepared corpus: which files, in what format and
