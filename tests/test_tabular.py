@@ -13,8 +13,8 @@ import pytest
 from conftest import ROOT
 
 from seq2seq.config import ConfigError, DataConfig, load_config
-from seq2seq.data.splits import load_split
 from seq2seq.data.prepare import prepare
+from seq2seq.data.splits import load_split
 from seq2seq.errors import DataError
 
 TATOEBA = ROOT.parent / "shared" / "data" / "tatoeba-deu-eng" / "deu-eng.tsv.gz"
