@@ -126,34 +126,26 @@ def analyse(
 
 
 def draw(results: list[RunBuckets], split: str):
-    """Two panels, as the paper's Figure 3: BLEU by length (left), by mean rank (right). Each
-    point is a group, marked by its largest key and annotated with its number of sentences."""
+    """Two panels, as the paper's Figure 3: BLEU by length (left), by mean rank (right). As
+    there, the groups stand evenly along the x-axis in their order, each marked by its largest
+    key (the first run's, where runs ranked words on other corpora) and its number of
+    sentences."""
     figure = new_figure(figsize=(12, 4.8), layout="constrained")
     left, right = figure.subplots(1, 2)
     panels = (
-        (left, "length", "sentence length (source words; largest in each group)"),
-        (right, "rank", "average word frequency rank (largest in each group)"),
+        (left, "length", "sentence length (source words; largest in the group)", "{:.0f}"),
+        (right, "rank", "average word frequency rank (largest in the group)", "{:.0f}"),
     )
-    for ax, field, label in panels:
+    for ax, field, label, form in panels:
         for result in results:
             buckets = getattr(result, field)
-            xs = [bucket.key for bucket in buckets]
-            ax.plot(xs, [bucket.bleu for bucket in buckets], marker="o", label=result.name)
-        for bucket in getattr(results[0], field):
-            ax.annotate(
-                f"n={bucket.sentences}",
-                (bucket.key, 0),
-                xycoords=("data", "axes fraction"),
-                xytext=(0, 4),
-                textcoords="offset points",
-                ha="center",
-                fontsize=7,
-                color="dimgrey",
-            )
+            ax.plot(range(len(buckets)), [b.bleu for b in buckets], marker="o", label=result.name)
+        marks = getattr(results[0], field)
+        ax.set_xticks(range(len(marks)), [f"{form.format(b.key)}\nn={b.sentences}" for b in marks])
+        ax.tick_params(axis="x", labelsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel("BLEU")
         ax.grid(alpha=0.3)
-    right.set_xscale("log")
     left.set_title(f"BLEU by sentence length ({split})")
     right.set_title(f"BLEU by average word frequency rank ({split})")
     left.legend(fontsize=8)
