@@ -157,6 +157,7 @@ def test_an_empty_held_out_part_is_one_line(tmp_path):
 
 
 @pytest.mark.skipif(not TATOEBA.is_file(), reason="the shared Tatoeba file is not here")
+@pytest.mark.slow
 def test_the_tatoeba_split_keeps_each_english_sentence_in_one_split():
     data = tsv(TATOEBA.parent, train="deu-eng", holdout=(0.01, 0.01), holdout_by="en")
     found = parts(TATOEBA.parent, data)

@@ -13,6 +13,7 @@ from seq2seq.config.load import ConfigError
 from seq2seq.training.report import console_line
 
 
+@pytest.mark.slow
 def test_skipping_validation_figures_trains_the_same_weights(corpus, straight, tmp_path):
     overrides = ("train.epochs=2", "train.bleu_from_epoch=2", "train.free_running_validation=false")
     with isolated(tmp_path / "cache"):
@@ -27,6 +28,7 @@ def test_skipping_validation_figures_trains_the_same_weights(corpus, straight, t
     assert "| free ppl       - | BLEU     - (tok     -) |" in console_line(first)
 
 
+@pytest.mark.slow
 def test_patience_counts_from_the_first_epoch_with_bleu(corpus, tmp_path):
     overrides = ("train.epochs=2", "train.bleu_from_epoch=2", "train.best_metric=val_bleu")
     with isolated(tmp_path / "cache"):
@@ -55,6 +57,7 @@ def test_a_metric_that_would_never_be_measured_is_refused(tmp_path, overrides, m
         load_config(None, [f"output_dir={tmp_path}", *overrides])
 
 
+@pytest.mark.slow
 def test_a_run_may_resume_with_another_validation_schedule(corpus, one_epoch, tmp_path):
     import shutil
 
