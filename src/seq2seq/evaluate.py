@@ -153,19 +153,33 @@ def evaluate_split(
 ) -> dict:
     """Every figure for one split of the checkpoint's corpus, decoded with the checkpoint's
     length rule unless `settings` gives one."""
-    from seq2seq.data.splits import load_split, numericalize
+    from seq2seq.data.splits import load_split
+
+    split = load_split(ckpt.config.data, split_name, data_dir, vocabs=ckpt.vocabs)
+    return evaluate_loaded(ckpt, split, device=device, settings=settings)
+
+
+def evaluate_loaded(
+    ckpt,
+    split,
+    *,
+    device: torch.device,
+    settings: DecodeSettings = DecodeSettings(),
+    free_running: bool = True,
+) -> dict:
+    """`evaluate_split` for a split already read with the checkpoint's vocabularies."""
+    from seq2seq.data.splits import numericalize
 
     data = ckpt.config.data
-    split = load_split(data, split_name, data_dir, vocabs=ckpt.vocabs)
     examples = numericalize(split, ckpt.src_vocab, ckpt.tgt_vocab, data)
-    tokenizer = tokenizer_for(data, "tgt", ckpt.tgt_vocab)
     figures = evaluate_examples(
         ckpt.model,
         examples,
         split.tgt_text,
         vocab=ckpt.tgt_vocab,
-        tokenizer=tokenizer,
+        tokenizer=tokenizer_for(data, "tgt", ckpt.tgt_vocab),
         device=device,
         settings=settings.for_checkpoint(ckpt),
+        free_running=free_running,
     )
     return {"split": split.name, "sentences": len(examples), **figures}

@@ -190,7 +190,7 @@ def length_frequency(
 ) -> list[RunBuckets]:
     """`seq2seq analysis`: decode `split` with each run, bucket, draw to `output` if given."""
     from seq2seq.data.splits import load_split
-    from seq2seq.evaluate import evaluate_split
+    from seq2seq.evaluate import evaluate_loaded
     from seq2seq.loader import load_ensemble
 
     if output is not None:
@@ -200,8 +200,10 @@ def length_frequency(
     for name, run in zip(run_names(runs), runs, strict=True):
         ckpt = load_ensemble([run], device)
         data = ckpt.config.data
-        found = evaluate_split(ckpt, split, device=device, data_dir=data_dir, settings=settings)
+        # The split is read once; its free-running loss, which the figure never shows, is
+        # not measured.
         text = load_split(data, split, data_dir, vocabs=ckpt.vocabs)
+        found = evaluate_loaded(ckpt, text, device=device, settings=settings, free_running=False)
         train = training_sources(data, data_dir)
         results.append(
             analyse(

@@ -29,7 +29,6 @@ def add(commands) -> None:
 def run(args) -> int:
     from seq2seq.analysis.buckets import length_frequency, table
 
-    args.quantize = "none"
     results = length_frequency(
         args.runs,
         args.split,

@@ -70,15 +70,15 @@ def read_log(path: Path) -> list[dict]:
 
 
 def console_line(record: dict) -> str:
-    def figure(key: str, spec: str) -> str:  # "-" for a figure the epoch skipped
+    def figure(key: str, width: int) -> str:  # "-" for a figure the epoch skipped
         value = record.get(key)
-        return "-".rjust(int(spec.split(".")[0] or 0)) if value is None else format(value, spec)
+        return "-".rjust(width) if value is None else f"{value:{width}.2f}"
 
     return (
         f"epoch {record['epoch']:>3} | train loss {record['train_loss']:.3f} "
         f"ppl {record['train_ppl']:7.2f} | val loss {record['val_loss']:.3f} "
-        f"ppl {record['val_ppl']:7.2f} | free ppl {figure('val_free_ppl', '7.2f')} | "
-        f"BLEU {figure('val_bleu', '5.2f')} (tok {figure('val_bleu_tokenized', '5.2f')}) | "
+        f"ppl {record['val_ppl']:7.2f} | free ppl {figure('val_free_ppl', 7)} | "
+        f"BLEU {figure('val_bleu', 5)} (tok {figure('val_bleu_tokenized', 5)}) | "
         f"{record['seconds']:.0f}s {record['tokens_per_second']:.0f} tok/s"
         + (" | best" if record.get("best") else "")
     )
