@@ -201,7 +201,7 @@ def measure(run: str, quantize: str, beam: int, out: Path, args) -> None:
     found, taken = timed(
         lambda: decode_examples(ckpt.model, examples, settings=settings, **options)
     )
-    translations = [tokenizer.detokenize(vocab.decode(h[0].tokens)) for h in found]
+    translations = [tokenizer.detokenize(vocab.tokens(h[0].tokens)) for h in found]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "sentences_per_s": len(examples) / taken,

@@ -153,7 +153,7 @@ def test_maps_label_rows_and_columns_and_show_a_reversed_source_as_written(atten
         assert weights.shape == (len(found.target_tokens), len(found.source_tokens))
         assert torch.allclose(weights.sum(-1), torch.ones(len(weights)), atol=1e-5)
         # The columns are the model's own positions, the words turned back into reading order.
-        ids = [ckpt.src_vocab.sos, *reversed(ckpt.src_vocab.encode(words)), ckpt.src_vocab.eos]
+        ids = [ckpt.src_vocab.sos, *reversed(ckpt.src_vocab.ids(words)), ckpt.src_vocab.eos]
         src, lengths, sos = torch.tensor([ids]), torch.tensor([len(ids)]), ckpt.tgt_vocab.sos
         (raw,) = forced_attention(ckpt.model, src, lengths, [hypothesis.tokens], sos=sos)
         raw, n = raw[: len(weights)], len(words)

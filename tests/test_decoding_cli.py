@@ -294,7 +294,7 @@ def test_score_agrees_with_stepping_by_hand_and_with_translate(
     assert len(scores) == len(sources)
     translator = Translator(ckpt, torch.device("cpu"))
     for source, target, score in zip(sources, targets, scores, strict=True):
-        tokens = ckpt.tgt_vocab.encode(translator.tgt_tokenizer(target))
+        tokens = ckpt.tgt_vocab.ids(translator.tgt_tokenizer(target))
         assert score == pytest.approx(step_by_hand(ckpt, source, tokens, True), abs=2e-4)
     # On the model's own output, score adds only the <eos> that translate's cut-off left out.
     settings = DecodeSettings(beam_size=2, n_best=2)
@@ -303,7 +303,7 @@ def test_score_agrees_with_stepping_by_hand_and_with_translate(
         best, found, SOURCES, scores, strict=False
     ):
         h = hypotheses[0][1]
-        assert ckpt.tgt_vocab.encode(translator.tgt_tokenizer(text)) == h.tokens  # round trip
+        assert ckpt.tgt_vocab.ids(translator.tgt_tokenizer(text)) == h.tokens  # round trip
         eos = 0.0
         if len(h.tokens) == limit(ckpt, source):  # cut at its limit, without <eos>
             with_eos = step_by_hand(ckpt, source, h.tokens, True)

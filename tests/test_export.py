@@ -46,9 +46,7 @@ def sentences(count: int, seed: int) -> list[list[str]]:
 
 
 def reversing_example(words: list[str], src: Vocab, tgt: Vocab) -> Example:
-    return Example(
-        [src.sos, *src.encode(words), src.eos], [tgt.sos, *tgt.encode(words[::-1]), tgt.eos]
-    )
+    return Example([src.sos, *src.ids(words), src.eos], [tgt.sos, *tgt.ids(words[::-1]), tgt.eos])
 
 
 def train_reverser(path, *, pre_norm: bool, tie_embeddings: bool, steps: int = 150):

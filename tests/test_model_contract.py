@@ -245,8 +245,8 @@ DIGITS = Vocab([*SPECIALS, *(str(d) for d in range(10))])
 def reversal(digits: str) -> Example:
     """Source: the digits; target: the digits reversed; both framed by <sos> ... <eos>."""
     return Example(
-        [DIGITS.sos, *DIGITS.encode(list(digits)), DIGITS.eos],
-        [DIGITS.sos, *DIGITS.encode(list(reversed(digits))), DIGITS.eos],
+        [DIGITS.sos, *DIGITS.ids(list(digits)), DIGITS.eos],
+        [DIGITS.sos, *DIGITS.ids(list(reversed(digits))), DIGITS.eos],
     )
 
 
@@ -297,6 +297,6 @@ def test_a_tiny_model_learns_to_reverse_digit_strings(kind):
         eos=DIGITS.eos,
         max_length=batch.src_lengths + 2,  # room to overshoot: stopping is part of the task
     )
-    outputs = ["".join(DIGITS.decode(h.tokens)) for (h,) in result]
+    outputs = ["".join(DIGITS.tokens(h.tokens)) for (h,) in result]
     exact = sum(out == s[::-1] for out, s in zip(outputs, test, strict=True)) / len(test)
     assert exact >= 0.95, f"exact match {exact:.2%}; e.g. {test[:3]} -> {outputs[:3]}"

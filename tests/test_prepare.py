@@ -48,7 +48,7 @@ def config(folder, **settings) -> DataConfig:
 def pairs(corpus) -> list[tuple[list[str], list[str]]]:
     src, tgt = corpus.src, corpus.tgt
     return [
-        (src.vocab.decode(src.ids_of(i).tolist()), tgt.vocab.decode(tgt.ids_of(i).tolist()))
+        (src.vocab.tokens(src.ids_of(i).tolist()), tgt.vocab.tokens(tgt.ids_of(i).tolist()))
         for i in range(len(corpus))
     ]
 

@@ -80,10 +80,10 @@ WORD = st.text(min_size=1, max_size=6).filter(lambda token: token not in SPECIAL
 @given(st.lists(WORD, unique=True, max_size=30), st.lists(WORD, max_size=30))
 def test_vocab_round_trips_known_tokens_and_maps_the_rest_to_unk(known, sentence):
     vocab = Vocab([*SPECIALS, *known])
-    ids = vocab.encode(sentence)
+    ids = vocab.ids(sentence)
     assert all(0 <= i < len(vocab) for i in ids)
-    assert vocab.decode(ids) == [token if token in known else UNK for token in sentence]
-    assert vocab.decode([vocab.sos, *vocab.encode(known), vocab.eos, *ids]) == known
+    assert vocab.tokens(ids) == [token if token in known else UNK for token in sentence]
+    assert vocab.tokens([vocab.sos, *vocab.ids(known), vocab.eos, *ids]) == known
 
 
 @settings(max_examples=100, deadline=None)

@@ -140,7 +140,7 @@ def test_nfc_and_nfd_input_give_the_same_nfc_tokens(de):
 
 VOCAB = Vocab.build([["a", "b", "c", "d"]], min_freq=1)  # a=4, b=5, c=6, d=7
 SOS, EOS, UNK = VOCAB.sos, VOCAB.eos, VOCAB.unk
-A, B, C, D = VOCAB.encode(["a", "b", "c", "d"])
+A, B, C, D = VOCAB.ids(["a", "b", "c", "d"])
 
 
 def test_the_test_vocabulary_is_as_assumed():

@@ -50,15 +50,15 @@ def test_specials_in_the_text_are_not_listed_twice():
 
 def test_unknown_tokens_map_to_unk():
     vocab = Vocab.build([["a", "b", "a", "b"]])
-    assert vocab.encode(["b", "zebra", "a", ""]) == [5, 0, 4, 0]
+    assert vocab.ids(["b", "zebra", "a", ""]) == [5, 0, 4, 0]
 
 
 def test_decode_stops_at_eos_and_drops_sos_and_pad():
     vocab = Vocab.build([["a", "b"]], min_freq=1)  # a=4, b=5
-    assert vocab.decode([2, 4, 1, 5, 3, 4, 5]) == ["a", "b"]
-    assert vocab.decode([2, 5, 0, 4]) == ["b", "<unk>", "a"]
-    assert vocab.decode([3, 4]) == []
-    assert vocab.decode(vocab.encode(["b", "a"])) == ["b", "a"]
+    assert vocab.tokens([2, 4, 1, 5, 3, 4, 5]) == ["a", "b"]
+    assert vocab.tokens([2, 5, 0, 4]) == ["b", "<unk>", "a"]
+    assert vocab.tokens([3, 4]) == []
+    assert vocab.tokens(vocab.ids(["b", "a"])) == ["b", "a"]
 
 
 def test_vocab_refuses_a_list_without_the_specials_first():

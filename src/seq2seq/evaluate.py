@@ -131,7 +131,7 @@ def evaluate_examples(
         device=device,
         settings=settings,
     )
-    hypotheses = [vocab.decode(ids) for ids in outputs]
+    hypotheses = [vocab.tokens(ids) for ids in outputs]
     detokenized = [tokenizer.detokenize(tokens) for tokens in hypotheses]
     return {
         **figures,

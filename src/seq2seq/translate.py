@@ -95,7 +95,7 @@ class Translator:
         )
 
     def _detokenize(self, ids: list[int]) -> str:
-        text = self.tgt_tokenizer.detokenize(self.ckpt.tgt_vocab.decode(ids))
+        text = self.tgt_tokenizer.detokenize(self.ckpt.tgt_vocab.tokens(ids))
         return " ".join(text.split())  # never a line break or tab inside one output line
 
 

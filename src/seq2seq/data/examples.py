@@ -19,11 +19,11 @@ class Example:
 
 
 def encode_source(tokens: list[str], vocab: Vocab, config: DataConfig) -> list[int]:
-    return frame(vocab.encode(tokens[: config.max_length]), vocab, config, source=True)
+    return frame(vocab.ids(tokens[: config.max_length]), vocab, config, source=True)
 
 
 def encode_target(tokens: list[str], vocab: Vocab, config: DataConfig) -> list[int]:
-    return frame(vocab.encode(tokens[: config.max_length]), vocab, config, source=False)
+    return frame(vocab.ids(tokens[: config.max_length]), vocab, config, source=False)
 
 
 def frame(ids: list[int], vocab: Vocab, config: DataConfig, *, source: bool) -> list[int]:

@@ -60,10 +60,11 @@ class Vocab:
             and self.subword_model == other.subword_model
         )
 
-    def encode(self, tokens: list[str]) -> list[int]:
+    def ids(self, tokens: list[str]) -> list[int]:
+        """Each token's index, `<unk>`'s for a token the vocabulary lacks."""
         return [self.stoi.get(token, self.unk) for token in tokens]
 
-    def decode(self, indices: Iterable[int]) -> list[str]:
+    def tokens(self, indices: Iterable[int]) -> list[str]:
         """Tokens up to the first `<eos>`, without `<sos>`/`<pad>`."""
         out = []
         for index in indices:
