@@ -27,6 +27,7 @@ from seq2seq.data.prepare import prepare, prepared_path
 from seq2seq.data.sampling import epoch_order
 from seq2seq.data.splits import load_split
 from seq2seq.errors import DataError
+from seq2seq.writing import WriteError
 
 
 def write(folder, prefix, src, tgt):
@@ -214,11 +215,11 @@ def test_an_interrupted_preparation_leaves_nothing_and_a_rerun_prepares(
         real(self, *args)
 
     monkeypatch.setattr(id_files.SideWriter, "add", add)
-    expected = DataError if isinstance(interruption, OSError) else KeyboardInterrupt
+    expected = WriteError if isinstance(interruption, OSError) else KeyboardInterrupt
     with pytest.raises(expected) as error:
         prepare(config(tmp_path / "data"))
-    if expected is DataError:
-        assert "no space left on the device" in str(error.value)
+    if expected is WriteError:
+        assert "free some space" in str(error.value) and "SEQ2SEQ_CACHE" in str(error.value)
     assert _folders(tmp_path) == []
     monkeypatch.setattr(id_files.SideWriter, "add", real)
     assert len(prepare(config(tmp_path / "data"))) == 300

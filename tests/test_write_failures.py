@@ -315,7 +315,7 @@ def test_prepare_onto_a_full_disk_is_one_line_and_leaves_nothing(corpus, tmp_pat
         code = cli(["prepare", TINY, f"data.dir={corpus}", "data.train_limit=100"])
     assert_error(capsys, code, "File too large")
     assert hidden_leftovers(tmp_path / "cache") == []
-    assert not list((tmp_path / "cache").glob("prepared*/*"))
+    assert not [path for path in (tmp_path / "cache").glob("corpora/*") if path.is_dir()]
 
 
 # What is not a plain file is written through, never replaced.

@@ -14,12 +14,9 @@ settings, the format and library versions. A run with the same key finds it and 
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
-import os
-import shutil
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -55,7 +52,7 @@ from seq2seq.data.workers import (
     tokenize_chunk,
 )
 from seq2seq.errors import DataError
-from seq2seq.writing import write_cache
+from seq2seq.writing import WriteError, staged_dir, write_cache
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +91,13 @@ def prepare(data: DataConfig, *, force: bool = False) -> PreparedCorpus:
 
 
 def _prepare_into(path: Path, data: DataConfig) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    """Build the corpus in a folder beside `path` and rename it into place whole (writing.py):
+    an error or Ctrl-C leaves no half-written corpus where a run would find it."""
     try:
-        tmp.mkdir(parents=True)
-        _build(data, tmp)
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)
-    except OSError as error:
-        raise _write_error(error, tmp) from None
-    finally:  # an error or Ctrl-C leaves no half-written folder behind
-        shutil.rmtree(tmp, ignore_errors=True)
+        with staged_dir(path, replace=True) as folder:
+            _build(data, folder)
+    except WriteError as error:
+        raise WriteError(f"{error} (prepared corpora go under SEQ2SEQ_CACHE)") from None
 
 
 def _emptied(parts: list[dict], data: DataConfig) -> list[str]:
@@ -123,15 +116,6 @@ def _emptied(parts: list[dict], data: DataConfig) -> list[str]:
             f"({filters.dropped_words(part['dropped'])})"
         )
     return said
-
-
-def _write_error(error: OSError, folder: Path) -> DataError:
-    if error.errno == errno.ENOSPC:
-        return DataError(
-            f"no space left on the device while writing the prepared corpus in {folder.parent}; "
-            f"free some space, or set SEQ2SEQ_CACHE to a folder on a disk with room"
-        )
-    return DataError(f"cannot write the prepared corpus in {folder.parent}: {error}")
 
 
 def _inputs(data: DataConfig) -> list[tuple[str, SplitFiles]]:
