@@ -26,7 +26,7 @@ from seq2seq.analysis.plot import LOG_KEYS
 from seq2seq.config import Config, TransformerConfig
 from seq2seq.data.vocab import model_sizes
 from seq2seq.models import build_model
-from seq2seq.training.report import Report
+from seq2seq.training.report import Report, ScalarLog
 from seq2seq.writing import WriteError
 
 
@@ -302,6 +302,18 @@ def test_a_full_disk_while_logging_an_epoch_keeps_the_log_whole(tmp_path):
     with file_size_limit(len(logged) + 10), pytest.raises(WriteError, match="File too large"):
         report.write(record | {"epoch": 2, "tokens_per_second": 10.0})
     assert (tmp_path / "log.jsonl").read_text() == logged and hidden_leftovers(tmp_path) == []
+
+
+def test_a_full_disk_while_writing_tensorboard_is_one_line(tmp_path, capfd):
+    pytest.importorskip("tensorboard")
+    scalars = ScalarLog(tmp_path, enabled=True)
+    records = [{"epoch": epoch, "train_loss": 1.0 / epoch} for epoch in range(1, 400)]
+    with file_size_limit(2000), pytest.raises(WriteError) as error:
+        for record in records:  # the events file outgrows the limit within a few records
+            scalars.write(record)
+        scalars.close()
+    assert str(error.value).startswith(f"cannot write {tmp_path / 'tensorboard'}: File too large")
+    assert "Traceback" not in capfd.readouterr().err  # not even from TensorBoard's thread
 
 
 def test_prepare_into_an_unwritable_cache_is_one_line(corpus, unwritable, capsys):  # noqa: F811

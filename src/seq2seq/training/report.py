@@ -7,13 +7,16 @@ completes is reported again: its new record replaces the old one in `log.jsonl`,
 TensorBoard is told to drop the old points (`purge_step`), so plots draw one point per epoch.
 
 The `tensorboard` package is an optional extra (`pip install -e ".[tensorboard]"`); asking for
-it without the package is refused before training starts.
+it without the package is refused before training starts. A record is reported after its
+checkpoint is saved, so a write that fails (a full disk) ends the run in one line with the
+epoch safe, to continue with `resume=true`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
 from pathlib import Path
 
 from tqdm import tqdm
@@ -107,6 +110,11 @@ class ScalarLog:
         hides the points written before at this epoch and later."""
         if self.writer_class is None:
             return
+        _quiet_writer_threads()
+        with writing.errors(self.folder):
+            self._write(record, purge)
+
+    def _write(self, record: dict, purge: bool) -> None:
         if purge and self.writer is not None:
             self.writer.close()
         if self.writer is None or purge:
@@ -120,4 +128,22 @@ class ScalarLog:
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            with writing.errors(self.folder):
+                self.writer.close()
+
+
+def _quiet_writer_threads() -> None:
+    """TensorBoard writes in a thread of its own, which re-raises an I/O error for `threading`
+    to print as a traceback; the same error reaches the training thread at the next flush,
+    where it becomes one line. So the thread's copy is not printed."""
+    if getattr(threading.excepthook, "quiets_tensorboard", False):
+        return
+    previous = threading.excepthook
+
+    def hook(args) -> None:
+        writer_thread = type(args.thread).__name__ == "_AsyncWriterThread"
+        if not (writer_thread and issubclass(args.exc_type, OSError)):
+            previous(args)
+
+    hook.quiets_tensorboard = True
+    threading.excepthook = hook
