@@ -228,6 +228,23 @@ def test_killing_one_process_ends_the_other_and_leaves_last_loadable(parallel_co
     assert checkpoint.load(tmp_path / "tiny" / "last").meta["step"] >= 6
 
 
+@pytest.mark.slow
+def test_a_data_error_on_process_0_stops_every_process_at_once(parallel_corpus, tmp_path):
+    """Process 0 prepares the corpus while the others wait; its error reaches them at once,
+    not after train.distributed_timeout."""
+    logs = tmp_path / "logs"
+    bad_data = ["data.filter_long=true", "data.max_length=1", "train.distributed_timeout=600"]
+    argv = ["train", TINY, *overrides(parallel_corpus, tmp_path, *bad_data)]
+    started = time.monotonic()
+    with isolated(tmp_path / "cache"):
+        codes = wait_all(start_processes([argv, argv], logs), timeout=120)
+    assert time.monotonic() - started < 120 and codes == [2, 2]
+    assert stderr(logs, 0).splitlines()[-1].startswith("seq2seq: error: no training pair is left")
+    last = stderr(logs, 1).splitlines()[-1]
+    assert last.startswith("seq2seq: error: process 0 stopped: no training pair is left"), last
+    assert not (tmp_path / "tiny").exists()  # the data is checked before the run folder exists
+
+
 # Gradient accumulation, without processes.
 
 MODELS = {

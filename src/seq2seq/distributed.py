@@ -21,12 +21,15 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from seq2seq.errors import Seq2SeqError
+
+T = TypeVar("T")
 
 _host_group = None  # gloo: the group for host-side messages (None: the default group is gloo)
 
@@ -162,12 +165,44 @@ def max_over_processes(value: int) -> int:
     return int(tensor.item())
 
 
+class StoppedOnMain(Seq2SeqError):
+    """Process 0 failed at work the others were waiting for; it reports its own error."""
+
+
 def from_main(compute: Callable[[], dict]) -> dict:
     """`compute()` run by process 0 alone, its result (JSON values) sent to every process; the
-    others wait for it. JSON, not torch's pickled objects: nothing here unpickles."""
+    others wait for it. If it fails, process 0 raises its error and every other process a
+    one-line `StoppedOnMain` at once, rather than waiting out `train.distributed_timeout`
+    for a process that has left. JSON, not torch's pickled objects: nothing here unpickles."""
     if not _joined():
         return compute()
-    payload = json.dumps(compute()).encode() if is_main() else b""
+    outcome, failure = None, None
+    if is_main():
+        try:
+            outcome = {"result": compute()}
+        except BaseException as error:  # told to every process before it is raised here
+            failure = error
+            said = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+            outcome = {"failed": said}
+    outcome = _broadcast_json(outcome)
+    if failure is not None:
+        raise failure
+    if "failed" in outcome:
+        raise StoppedOnMain(f"process 0 stopped: {outcome['failed']}")
+    return outcome["result"]
+
+
+def on_main(compute: Callable[[], T]) -> T | None:
+    """`compute()` run by process 0 alone while the others wait (its result on process 0, None
+    on the others); a failure stops every process at once, as in `from_main`."""
+    results = []
+    from_main(lambda: results.append(compute()) or {})
+    return results[0] if results else None
+
+
+def _broadcast_json(value) -> dict:
+    """Process 0's `value` (JSON), received by every process."""
+    payload = json.dumps(value).encode() if is_main() else b""
     size = torch.tensor([len(payload)], dtype=torch.int64)
     dist.broadcast(size, src=0, group=_host_group)
     data = torch.zeros(int(size.item()), dtype=torch.uint8)

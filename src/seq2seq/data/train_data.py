@@ -93,8 +93,7 @@ def training_data(config: DataConfig) -> TrainingData:
 
 def shared_prepared(config: DataConfig) -> PreparedCorpus:
     """The prepared training corpus, one copy for all processes: under torchrun process 0
-    prepares it (if needed) while the others wait, then every process maps the same files."""
-    if distributed.is_main():
-        prepared = prepare(config)
-    distributed.barrier()
+    prepares it (if needed) while the others wait, then every process maps the same files;
+    a data error stops every process at once."""
+    prepared = distributed.on_main(lambda: prepare(config))
     return prepared if distributed.is_main() else open_prepared(prepared_path(config))

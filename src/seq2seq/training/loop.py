@@ -110,8 +110,7 @@ class Trainer:
 
     def train(self) -> dict:
         distributed.barrier()  # every process has checked the run directory before it changes
-        if distributed.is_main():
-            rundir.create(self.config)
+        distributed.on_main(lambda: rundir.create(self.config))
         train = self.config.train
         batches = self.data.train.batch_count(train.batch_size, train.batch_unit)
         log.info(
@@ -339,8 +338,10 @@ class Trainer:
             self.progress.best, self.progress.best_epoch = score, self.progress.epoch
         if self.best.metric in record:
             record["best"] = improved
-        if distributed.is_main():
-            rundir.save(
+        # The others wait: one that went on to exit (stopping) would have torchrun end
+        # process 0 in the middle of its save.
+        distributed.on_main(
+            lambda: rundir.save(
                 self.config,
                 self.model,
                 (self.data.src_vocab, self.data.tgt_vocab),
@@ -352,9 +353,7 @@ class Trainer:
                 best=improved,
                 keep_epoch="interrupted" not in record,
             )
-        # The others wait: one that went on to exit (stopping) would have torchrun end
-        # process 0 in the middle of its save.
-        distributed.barrier()
+        )
 
     def _epoch_length(self, batches: int) -> int:
         """How many of an epoch's batches to train on: all, but in a fractional last epoch."""
