@@ -114,7 +114,8 @@ def tokenized(
                 return tokens
         except (OSError, ValueError, EOFError):
             pass  # A damaged cache entry is rebuilt below.
-    log.info("tokenizing %s (cached for later runs)", path)
+    # The count says how much is tokenized: a held-out part is a small share of its file.
+    log.info("tokenizing %s lines of %s (cached for later runs)", f"{len(lines):,}", path)
     tokens = tokenizer.tokenize_many(lines)
     write_cache(cache_file, gzip.compress(json.dumps(tokens, ensure_ascii=False).encode()))
     return tokens
