@@ -233,31 +233,38 @@ class Trainer:
             # work: every `train.sync_every` updates, at the end, and before a stop's save.
             if progress.step % self.sync_every and progress.position != end and not stopping:
                 continue
-            loss = math.nan
-            for step, count, objective, cross_entropy, norm in fetch(self.unread):
-                loss = cross_entropy / count  # plain cross-entropy, comparable with validation's
-                if counts_as_finite(objective / count, norm, self.precision):
-                    progress.epoch_loss += cross_entropy
-                    progress.epoch_tokens += count
-                    self.bad_steps_in_row = 0
-                    continue
-                progress.bad_steps += 1
-                self.bad_steps_in_row += 1
-                log.warning(
-                    "step %d: non-finite loss or gradient (%s); update skipped",
-                    step,
-                    objective / count,
-                )
-                if self.bad_steps_in_row >= MAX_BAD_STEPS_IN_ROW:
-                    raise TrainingDiverged(
-                        f"{self.bad_steps_in_row} steps in a row had a non-finite loss or "
-                        f"gradient (step {step}); lower train.lr or train.clip_norm, or use "
-                        f"train.precision=float32, and start again"
-                    )
-            self.unread = []
-            bar.set_postfix(loss=f"{loss:.3f}")
+            bar.set_postfix(loss=f"{self._read_figures():.3f}")
             if stopping:
                 self._stop(stopping)
+
+    def _read_figures(self) -> float:
+        """Read the unread updates' figures on the host: add the finite ones to the epoch's
+        loss, count and warn of the others, and stop a run that keeps diverging. Returns the
+        last update's cross-entropy per target token, for the progress bar."""
+        progress = self.progress
+        loss = math.nan
+        for step, count, objective, cross_entropy, norm in fetch(self.unread):
+            loss = cross_entropy / count  # plain cross-entropy, comparable with validation's
+            if counts_as_finite(objective / count, norm, self.precision):
+                progress.epoch_loss += cross_entropy
+                progress.epoch_tokens += count
+                self.bad_steps_in_row = 0
+                continue
+            progress.bad_steps += 1
+            self.bad_steps_in_row += 1
+            log.warning(
+                "step %d: non-finite loss or gradient (%s); update skipped",
+                step,
+                objective / count,
+            )
+            if self.bad_steps_in_row >= MAX_BAD_STEPS_IN_ROW:
+                raise TrainingDiverged(
+                    f"{self.bad_steps_in_row} steps in a row had a non-finite loss or "
+                    f"gradient (step {step}); lower train.lr or train.clip_norm, or use "
+                    f"train.precision=float32, and start again"
+                )
+        self.unread = []
+        return loss
 
     def _stop(self, signal_name: str) -> None:
         """Save the whole state in last/ and end the run, which a signal asked to stop."""

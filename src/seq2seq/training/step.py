@@ -1,6 +1,6 @@
 """The parts of an update that hold no progress: the loss, the per-batch seeds, what counts as a
 finite step, and fetching the figures of several steps with one host sync. The update itself
-reads top to bottom in `Trainer._run_updates` (loop.py), which alone changes the progress.
+reads top to bottom in `Trainer._run_updates` (loop.py); the Trainer alone changes the progress.
 """
 
 from __future__ import annotations
