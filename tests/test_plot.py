@@ -87,6 +87,15 @@ def test_legend_names_are_run_names_or_paths_where_they_repeat():
     assert run_names(["x/tiny", "y/tiny", "z/c/"]) == ["x/tiny", "y/tiny", "c"]
 
 
+def test_a_checkpoint_in_a_run_is_named_with_its_run(tmp_path):
+    for run in ("hour", "fast"):
+        (tmp_path / run / "best").mkdir(parents=True)
+        (tmp_path / run / "log.jsonl").write_text("")
+    (tmp_path / "loose" / "best").mkdir(parents=True)  # a checkpoint outside any run
+    checkpoints = [tmp_path / "hour" / "best", tmp_path / "fast" / "best", tmp_path / "loose"]
+    assert run_names([str(c) for c in checkpoints]) == ["hour/best", "fast/best", "loose"]
+
+
 @pytest.mark.slow
 def test_plot_writes_png_and_svg_from_a_trained_run(tiny_run, runs, tmp_path, capsys):
     png, svg = tmp_path / "curves.png", tmp_path / "CURVES.SVG"

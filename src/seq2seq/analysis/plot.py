@@ -163,11 +163,17 @@ def _legend(logs: list[tuple[str, list[dict]]], colours: list):
 
 
 def run_names(runs: list[str]) -> list[str]:
-    """Legend names: each run's directory name, or the path as given where names repeat."""
-    names = [Path(run).name or str(run) for run in runs]
+    """Legend names: each run's directory name (a checkpoint's with its run's, "hour/best"), or
+    the path as given where names repeat."""
+    names = [_name(Path(run)) or str(run) for run in runs]
     return [
         name if names.count(name) == 1 else str(run) for name, run in zip(names, runs, strict=True)
     ]
+
+
+def _name(path: Path) -> str:
+    in_run = (path.parent / "log.jsonl").is_file()  # best/, epoch-K/ or an average in a run
+    return f"{path.parent.name}/{path.name}" if in_run else path.name
 
 
 def plot_runs(runs: list[str], output: str) -> None:
