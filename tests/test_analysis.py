@@ -82,8 +82,9 @@ def test_analysis_of_a_trained_run_draws_both_curves(tiny_run, tmp_path, capsys)
     argv = ["analysis", tiny_run, tiny_run, "--split", str(split / "val"), "--groups", "4"]
     argv += ["--output", output, "--max-length", "8", "--device", "cpu", "--json"]
     assert cli(argv) == 0
-    printed = capsys.readouterr().out
-    results = json.loads(printed[: printed.rindex("]") + 1])
+    printed = capsys.readouterr()
+    results = json.loads(printed.out)  # the JSON alone: "wrote ..." goes to stderr
+    assert printed.err.splitlines()[-1] == f"wrote {output}"
     assert len(results) == 2 and results[0]["length"] == results[1]["length"]
     for field in ("length", "rank"):
         buckets = results[0][field]

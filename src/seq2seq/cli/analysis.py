@@ -4,6 +4,7 @@ frequency rank (the paper's Figure 3)."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 
 from seq2seq.cli import common
@@ -43,6 +44,6 @@ def run(args) -> int:
     else:
         for result in results:
             print("\n".join(table(result)))
-    if args.output:
-        print(f"wrote {args.output}")
+    if args.output:  # on stderr, so that --json prints JSON alone
+        print(f"wrote {args.output}", file=sys.stderr)
     return 0
