@@ -361,6 +361,9 @@ class Trainer:
                 keep_epoch="interrupted" not in record,
             )
         )
+        # And process 0 waits for the others to have read its answer: a process that left the
+        # group while another still read from it would abort that one's exit (gloo).
+        distributed.barrier()
 
     def _epoch_length(self, batches: int) -> int:
         """How many of an epoch's batches to train on: all, but in a fractional last epoch."""
