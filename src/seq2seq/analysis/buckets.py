@@ -133,15 +133,15 @@ def draw(results: list[RunBuckets], split: str):
     figure = new_figure(figsize=(12, 4.8), layout="constrained")
     left, right = figure.subplots(1, 2)
     panels = (
-        (left, "length", "sentence length (source words; largest in the group)", "{:.0f}"),
-        (right, "rank", "average word frequency rank (largest in the group)", "{:.0f}"),
+        (left, "length", "sentence length (source words; largest in the group)"),
+        (right, "rank", "average word frequency rank (largest in the group)"),
     )
-    for ax, field, label, form in panels:
+    for ax, field, label in panels:
         for result in results:
             buckets = getattr(result, field)
             ax.plot(range(len(buckets)), [b.bleu for b in buckets], marker="o", label=result.name)
         marks = getattr(results[0], field)
-        ax.set_xticks(range(len(marks)), [f"{form.format(b.key)}\nn={b.sentences}" for b in marks])
+        ax.set_xticks(range(len(marks)), [f"{b.key:.0f}\nn={b.sentences}" for b in marks])
         ax.tick_params(axis="x", labelsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel("BLEU")
