@@ -104,13 +104,13 @@ class ScalarLog:
                 "pip install 'seq2seq[tensorboard]', or set train.tensorboard=false"
             ) from None
         self.writer_class = SummaryWriter
+        _quiet_writer_threads()
 
     def write(self, record: dict, *, purge: bool = False) -> None:
         """Every finite number of an epoch's record (booleans and text left out). `purge`
         hides the points written before at this epoch and later."""
         if self.writer_class is None:
             return
-        _quiet_writer_threads()
         with writing.errors(self.folder):
             self._write(record, purge)
 
@@ -137,7 +137,7 @@ def _quiet_writer_threads() -> None:
     to print as a traceback; the same error reaches the training thread at the next flush,
     where it becomes one line. So the thread's copy is not printed."""
     if getattr(threading.excepthook, "quiets_tensorboard", False):
-        return
+        return  # installed by an earlier run in this process
     previous = threading.excepthook
 
     def hook(args) -> None:
