@@ -144,18 +144,20 @@ def test_invalid_utf8_in_the_target_file_is_refused(tmp_path):
         read_parallel(src, tgt, skip_empty=True)
 
 
-def test_an_empty_source_file_is_refused_by_name(tmp_path):
-    src, tgt = _pair(tmp_path, b"", b"x\n")
+@pytest.mark.parametrize(
+    ("src_bytes", "tgt_bytes", "message"),
+    [
+        (b"", b"x\n", "{src} is empty"),
+        (b"a\n", b"", "{tgt} has 0"),
+        (b"a\n\n \n", b"\nb\n\n", "{src} / {tgt} hold no pair with text on both sides"),
+    ],
+    ids=["empty source", "empty target", "no pair with text on both sides"],
+)
+def test_files_without_a_usable_pair_are_refused_by_name(tmp_path, src_bytes, tgt_bytes, message):
+    src, tgt = _pair(tmp_path, src_bytes, tgt_bytes)
     with pytest.raises(DataError) as error:
         read_parallel(src, tgt, skip_empty=True)
-    assert f"{src} is empty" in str(error.value)
-
-
-def test_an_empty_target_file_is_refused_by_name(tmp_path):
-    src, tgt = _pair(tmp_path, b"a\n", b"")
-    with pytest.raises(DataError) as error:
-        read_parallel(src, tgt, skip_empty=True)
-    assert f"{tgt} has 0" in str(error.value)
+    assert message.format(src=src, tgt=tgt) in str(error.value)
 
 
 def test_pairs_with_an_empty_side_are_skipped_for_training_and_kept_otherwise(tmp_path, caplog):
@@ -182,13 +184,6 @@ def test_no_warning_when_every_pair_has_text(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="seq2seq.data.reading"):
         assert read_parallel(src, tgt, skip_empty=True).tgt == ["x", "y"]
     assert caplog.records == []
-
-
-def test_a_split_with_no_pair_with_text_on_both_sides_is_refused(tmp_path):
-    src, tgt = _pair(tmp_path, b"a\n\n \n", b"\nb\n\n")
-    with pytest.raises(DataError) as error:
-        read_parallel(src, tgt, skip_empty=True)
-    assert f"{src} / {tgt} hold no pair with text on both sides" in str(error.value)
 
 
 def test_only_the_training_split_skips_pairs_with_an_empty_side(tmp_path, private_cache):
